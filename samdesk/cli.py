@@ -1,0 +1,97 @@
+"""The ``samdesk`` command.
+
+``samdesk [FOLDER]`` opens the window; sub-commands work headless on the same
+code. Each command module listed in ``COMMAND_MODULES`` has a
+``register(subparsers)`` function that adds its parsers and sets ``func`` to a
+``run(args) -> int``. Modules import heavy packages (torch, Qt) inside their
+run functions, so ``samdesk info`` starts fast.
+
+Errors a person can act on are raised as :class:`CliError` (or any
+``SamdeskError``) and printed as one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from samdesk.errors import SamdeskError
+
+COMMAND_MODULES = (
+    "samdesk.commands.project",
+    "samdesk.inference.commands",
+)
+
+
+class CliError(SamdeskError):
+    """A command failed in a way the user can fix; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samdesk",
+        description="Label images with Segment Anything. "
+        "Run without a command to open the window.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    gui = sub.add_parser("gui", help="open the window (the default)")
+    gui.add_argument("folder", nargs="?", help="image folder to open as a project")
+    gui.set_defaults(func=_run_gui)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:  # a command module not built yet
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    try:
+        app_module = importlib.import_module("samdesk.views.app")
+    except ModuleNotFoundError as exc:
+        if exc.name != "samdesk.views.app":
+            raise
+        raise CliError(
+            "the annotation window is not built yet; use the headless commands "
+            "(samdesk --help)"
+        ) from None
+    return int(app_module.run(args.folder))
+
+
+def _split_gui_default(argv: list[str], commands: set[str]) -> list[str]:
+    """``samdesk FOLDER`` means ``samdesk gui FOLDER``."""
+    positional = [a for a in argv if not a.startswith("-")]
+    if not positional or positional[0] not in commands:
+        flags = [a for a in argv if a in ("--debug",)]
+        rest = [a for a in argv if a not in ("--debug",)]
+        if "-h" in rest or "--help" in rest:
+            return argv
+        return [*flags, "gui", *rest]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    args = parser.parse_args(_split_gui_default(argv, commands))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("samdesk: interrupted", file=sys.stderr)
+        return 130
+    except (SamdeskError, OSError) as exc:
+        if args.debug:
+            raise
+        print(f"samdesk: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Errors a person can act on. Each message names the file or field at fault."""
+
+from __future__ import annotations
+
+
+class SamdeskError(Exception):
+    """Base of every error samdesk reports to a person as one line."""
+
+
+class ImageReadError(SamdeskError):
+    """An image file could not be decoded; ``path`` names it."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ProjectError(SamdeskError):
+    """The project store cannot be opened or written."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another samdesk process has this project open."""
+
+
+class FormatError(SamdeskError):
+    """An input file (COCO JSON, checkpoint...) is not what it should be."""

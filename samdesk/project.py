@@ -1,0 +1,350 @@
+"""A project: a folder of images, its labels and mask layers, and the undo history.
+
+Open one with :meth:`Project.open`. Every method that changes something
+writes it in one SQLite transaction before returning and records it for undo.
+Callers that make many changes at once (an import, a merge) wrap them in
+:meth:`Project.batch` so they form one transaction and one undo step.
+Listeners registered with :meth:`subscribe` hear about every change,
+whether made directly, by undo or by redo.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from samdesk import imagefiles, images
+from samdesk import rows
+from samdesk.annotations import ImageRecord, ImageStatus
+from samdesk.errors import ImageReadError, ProjectError
+from samdesk.history import History, HistoryEntry, Row, RowChange
+from samdesk.project_edits import LabelsAndLayers
+from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store
+
+UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class ProjectEvent:
+    """What changed: ``kind`` is "images", "labels" or "annotations"."""
+
+    kinds: frozenset[str]
+    image_ids: frozenset[int]
+
+
+class Project(LabelsAndLayers):
+    """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
+
+    def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
+                 db_path: Path, note: str | None, read_only: bool) -> None:
+        self.folder = folder
+        self.db_path = db_path
+        self.store_note = note
+        self.read_only = read_only
+        self.history = History()
+        self._conn = conn
+        self._lock = lock
+        self._mutex = threading.RLock()
+        self._entry: HistoryEntry | None = None
+        self._touched: tuple[set[str], set[int]] = (set(), set())
+        self._listeners: list[Callable[[ProjectEvent], None]] = []
+
+    # ----------------------------------------------------------- open / close
+    @classmethod
+    def open(cls, folder: str | Path, *, read_only: bool = False, scan: bool = True) -> Project:
+        """Open ``folder`` as a project, listing its images without decoding them.
+
+        A second process opening the same project for writing gets
+        :class:`~samdesk.errors.ProjectLockedError`; ``read_only=True`` opens
+        an existing project without the lock and refuses edits.
+        """
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            raise ProjectError(f"{folder}: not a folder")
+        folder = folder.resolve()
+        location = locate_store(folder)
+        if read_only:
+            if not location.db_path.exists():
+                raise ProjectError(f"{folder}: no samdesk project here yet")
+            conn = connect(location.db_path, read_only=True)
+            return cls(folder, conn, None, location.db_path, location.note, True)
+        lock = ProjectLock(location.db_path.parent / "lock", folder)
+        lock.acquire()
+        try:
+            conn = connect(location.db_path)
+        except BaseException:
+            lock.release()
+            raise
+        project = cls(folder, conn, lock, location.db_path, location.note, False)
+        if scan:
+            project.rescan()
+        return project
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None  # type: ignore[assignment]
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- events
+    def subscribe(self, callback: Callable[[ProjectEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` after every committed change; returns an unsubscribe function."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _emit(self, kinds: set[str], image_ids: set[int]) -> None:
+        if not kinds:
+            return
+        event = ProjectEvent(frozenset(kinds), frozenset(image_ids))
+        for listener in list(self._listeners):
+            listener(event)
+
+    # ------------------------------------------------------------ transactions
+    @contextmanager
+    def batch(self, description: str) -> Iterator[HistoryEntry]:
+        """Group the edits made inside into one transaction and one undo step."""
+        if self.read_only:
+            raise ProjectError(f"{self.folder}: project is open read-only")
+        with self._mutex:
+            if self._entry is not None:  # nested: join the outer edit
+                yield self._entry
+                return
+            self._entry = HistoryEntry(description)
+            self._touched = (set(), set())
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._entry
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._entry = None
+                raise
+            entry, self._entry = self._entry, None
+            self.history.push(entry)
+        self._emit(*self._touched)
+
+    def _record(self, table: str, row_id: int, before: Row | None, after: Row | None) -> None:
+        """Write one row inside the current batch and remember it for undo."""
+        assert self._entry is not None, "edits must run inside Project.batch()"
+        self._write_row(table, row_id, after)
+        self._entry.changes.append(RowChange(table, row_id, before, after))
+        self._note(table, before, after)
+
+    def _note(self, table: str, before: Row | None, after: Row | None) -> None:
+        kinds, image_ids = self._touched
+        kinds.add(table)
+        for row in (before, after):
+            if row is None:
+                continue
+            if table == "annotations":
+                image_ids.add(int(row["image_id"]))
+            elif table == "images":
+                image_ids.add(int(row["id"]))
+
+    def _write_row(self, table: str, row_id: int, values: Row | None) -> None:
+        if values is None:
+            self._conn.execute(f"DELETE FROM {table} WHERE id=?", (row_id,))
+            return
+        columns = [c for c in TABLE_COLUMNS[table] if c != "id"]
+        sets = ", ".join(f"{c}=?" for c in columns)
+        params = [values[c] for c in columns]
+        cur = self._conn.execute(f"UPDATE {table} SET {sets} WHERE id=?", (*params, row_id))
+        if cur.rowcount == 0:
+            names = ", ".join(("id", *columns))
+            marks = ", ".join("?" * (len(columns) + 1))
+            self._conn.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                               (row_id, *params))
+
+    def _row(self, table: str, row_id: int) -> Row:
+        found = self._conn.execute(f"SELECT * FROM {table} WHERE id=?", (row_id,)).fetchone()
+        if found is None:
+            raise ProjectError(f"no {table[:-1]} with id {row_id} in {self.folder}")
+        return dict(found)
+
+    def _next_id(self, table: str) -> int:
+        sql = f"SELECT COALESCE(MAX(id), 0) + 1 FROM {table}"
+        return int(self._conn.execute(sql).fetchone()[0])
+
+    # ------------------------------------------------------------ undo / redo
+    def undo(self) -> str | None:
+        """Undo the last edit; returns its description, or None if nothing to undo."""
+        return self._replay(self.history.undo)
+
+    def redo(self) -> str | None:
+        """Redo the last undone edit; returns its description, or None."""
+        return self._replay(self.history.redo)
+
+    def _replay(self, step: Callable[..., HistoryEntry | None]) -> str | None:
+        if self.read_only:
+            raise ProjectError(f"{self.folder}: project is open read-only")
+        with self._mutex:
+            self._touched = (set(), set())
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                entry = step(self._replay_row)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        self._emit(*self._touched)
+        return entry.description if entry else None
+
+    def _replay_row(self, table: str, row_id: int, values: Row | None) -> None:
+        before = self._conn.execute(f"SELECT * FROM {table} WHERE id=?", (row_id,)).fetchone()
+        self._write_row(table, row_id, values)
+        self._note(table, dict(before) if before else None, values)
+
+    # ------------------------------------------------------------------ images
+    def rescan(self) -> int:
+        """List the folder's images again; returns how many are new. Never decodes."""
+        listed = imagefiles.list_images(self.folder)
+        with self._mutex:
+            known = {r["path"]: (r["id"], r["position"], r["missing"]) for r in
+                     self._conn.execute("SELECT id, path, position, missing FROM images")}
+            new_rows, moved = [], []
+            for position, path in enumerate(listed):
+                if path not in known:
+                    new_rows.append((path, position))
+                elif known[path][1] != position or known[path][2]:
+                    moved.append((position, known[path][0]))
+            gone = set(known) - set(listed)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT INTO images (path, position) VALUES (?, ?)", new_rows)
+            self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
+            self._conn.executemany("UPDATE images SET missing=1 WHERE path=?",
+                                   [(p,) for p in gone if not known[p][2]])
+            self._conn.execute("COMMIT")
+            self._check_changed_files()
+        if new_rows or gone:
+            self._emit({"images"}, set())
+        return len(new_rows)
+
+    def _check_changed_files(self) -> None:
+        """Flag images whose file differs from the one first read (size, time, then hash)."""
+        rows_ = self._conn.execute(
+            "SELECT id, path, hash, mtime, fsize FROM images WHERE hash IS NOT NULL AND missing=0"
+        ).fetchall()
+        flagged = []
+        for row in rows_:
+            try:
+                stat = (self.folder / row["path"]).stat()
+            except OSError:
+                continue
+            if stat.st_size == row["fsize"] and stat.st_mtime == row["mtime"]:
+                continue
+            try:
+                digest = imagefiles.content_hash(self.folder / row["path"])
+            except OSError:
+                continue
+            if digest != row["hash"]:
+                flagged.append((row["id"],))
+        if flagged:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("UPDATE images SET changed=1 WHERE id=?", flagged)
+            self._conn.execute("COMMIT")
+
+    def images(self, status: ImageStatus | None = None) -> list[ImageRecord]:
+        """Images in natural order of their paths, with their mask counts."""
+        sql = ("SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id=i.id) AS n "
+               "FROM images i WHERE (i.missing=0 OR EXISTS "
+               "(SELECT 1 FROM annotations a WHERE a.image_id=i.id))")
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            sql += " AND i.status=?"
+            params = (ImageStatus(status).value,)
+        with self._mutex:
+            found = self._conn.execute(sql + " ORDER BY i.position, i.id", params).fetchall()
+        return [rows.image_record(r) for r in found]
+
+    def image(self, image_id: int) -> ImageRecord:
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id=i.id) AS n "
+                "FROM images i WHERE i.id=?", (image_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"no image with id {image_id} in {self.folder}")
+        return rows.image_record(row)
+
+    def image_by_path(self, rel_path: str) -> ImageRecord | None:
+        with self._mutex:
+            row = self._conn.execute("SELECT id FROM images WHERE path=?",
+                                     (rel_path.replace("\\", "/"),)).fetchone()
+        return self.image(row["id"]) if row else None
+
+    def image_file(self, image: ImageRecord | int) -> Path:
+        """The absolute path of an image's file."""
+        record = self.image(image) if isinstance(image, int) else image
+        return self.folder / record.path
+
+    def ensure_image_info(self, image_id: int) -> ImageRecord:
+        """Fill in the upright size and content hash by reading the file's header.
+
+        A file that cannot be read gets status "error" with the reason; the
+        project goes on. Not an undoable edit.
+        """
+        record = self.image(image_id)
+        if record.width is not None and record.content_hash is not None:
+            return record
+        path = self.image_file(record)
+        try:
+            width, height = images.read_size(path)
+            digest = imagefiles.content_hash(path)
+            stat = path.stat()
+        except ImageReadError as exc:
+            self.mark_error(image_id, exc.reason)
+            return self.image(image_id)
+        except OSError as exc:
+            self.mark_error(image_id, exc.strerror or str(exc))
+            return self.image(image_id)
+        self._set_image_fields(image_id, width=width, height=height, hash=digest,
+                               mtime=stat.st_mtime, fsize=stat.st_size, error=None)
+        return self.image(image_id)
+
+    def mark_error(self, image_id: int, reason: str) -> None:
+        """Record that an image could not be read (status "error" with the reason)."""
+        self._set_image_fields(image_id, status=ImageStatus.ERROR.value, error=reason)
+
+    def accept_changed_file(self, image_id: int) -> None:
+        """Clear the "file changed" flag and take the file's current hash and size."""
+        self._set_image_fields(image_id, hash=None, width=None, height=None, changed=0)
+        self.ensure_image_info(image_id)
+
+    def _set_image_fields(self, image_id: int, **fields: Any) -> None:
+        if self.read_only:
+            return
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self._mutex:
+            self._conn.execute(f"UPDATE images SET {sets} WHERE id=?", (*fields.values(), image_id))
+        self._emit({"images"}, {image_id})
+
+    def set_status(self, image_id: int, status: ImageStatus | str) -> None:
+        """Set an image's status (todo, in progress, done); undoable."""
+        with self.batch(f"Mark {ImageStatus(status).value.replace('_', ' ')}"):
+            before = self._row("images", image_id)
+            after = {**before, "status": ImageStatus(status).value}
+            if ImageStatus(status) != ImageStatus.ERROR:
+                after["error"] = None
+            self._record("images", image_id, before, after)
+
+    def annotation_counts(self) -> dict[int, int]:
+        """Number of mask layers per label id (unlabelled under 0)."""
+        with self._mutex:
+            found = self._conn.execute(
+                "SELECT COALESCE(label_id, 0) AS l, COUNT(*) AS n FROM annotations GROUP BY l"
+            ).fetchall()
+        return {int(r["l"]): int(r["n"]) for r in found}
+

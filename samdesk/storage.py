@@ -1,0 +1,198 @@
+"""The SQLite store behind a project: where it lives, its schema, its lock.
+
+The database is ``FOLDER/.samdesk/project.sqlite`` in WAL mode with
+``synchronous=FULL``: each edit is one committed transaction, so killing the
+process at any moment loses nothing that was committed. A folder that cannot
+be written keeps its database under the user data directory instead. One
+process at a time may write a project: the first holds an OS file lock and a
+second is refused with a message naming the holder's pid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from samdesk.errors import ProjectError, ProjectLockedError
+
+SCHEMA_VERSION = 1
+STORE_DIRNAME = ".samdesk"
+DB_NAME = "project.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    position INTEGER NOT NULL DEFAULT 0,
+    width INTEGER,
+    height INTEGER,
+    hash TEXT,
+    mtime REAL,
+    fsize INTEGER,
+    status TEXT NOT NULL DEFAULT 'todo',
+    error TEXT,
+    changed INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    color TEXT NOT NULL,
+    hotkey TEXT
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label_id INTEGER REFERENCES labels(id),
+    height INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    counts TEXT NOT NULL,
+    z INTEGER NOT NULL,
+    visible INTEGER NOT NULL DEFAULT 1,
+    locked INTEGER NOT NULL DEFAULT 0,
+    score REAL,
+    prompts TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_by_image ON annotations(image_id, z);
+"""
+
+TABLE_COLUMNS = {
+    "images": ("id", "path", "position", "width", "height", "hash", "mtime", "fsize",
+               "status", "error", "changed", "missing"),
+    "labels": ("id", "name", "color", "hotkey"),
+    "annotations": ("id", "image_id", "label_id", "height", "width", "counts", "z", "visible",
+                    "locked", "score", "prompts", "created", "updated"),
+}
+
+
+@dataclass(frozen=True)
+class StoreLocation:
+    """Where a project's database lives and why."""
+
+    db_path: Path
+    in_folder: bool
+    note: str | None = None
+
+
+def _folder_writable(folder: Path) -> bool:
+    store = folder / STORE_DIRNAME
+    try:
+        store.mkdir(exist_ok=True)
+        probe = store / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def locate_store(folder: Path) -> StoreLocation:
+    """The database path for ``folder``: inside it, or in the user data dir if read-only."""
+    in_folder = folder / STORE_DIRNAME / DB_NAME
+    if in_folder.exists() and os.access(in_folder.parent, os.W_OK):
+        return StoreLocation(in_folder, True)
+    if _folder_writable(folder):
+        return StoreLocation(in_folder, True)
+    key = hashlib.sha1(str(folder.resolve()).encode("utf-8")).hexdigest()[:16]
+    data = Path(platformdirs.user_data_dir("samdesk", appauthor=False)) / "projects"
+    store = data / f"{folder.name or 'root'}-{key}"
+    store.mkdir(parents=True, exist_ok=True)
+    note = f"{folder} is not writable; project data is kept in {store}"
+    return StoreLocation(store / DB_NAME, False, note)
+
+
+class ProjectLock:
+    """An exclusive OS lock on ``lock_path`` held while a project is open for writing."""
+
+    def __init__(self, lock_path: Path, project: Path) -> None:
+        self.path = lock_path
+        self.project = project
+        self._fh = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            _lock_file(fh)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().decode("ascii", "replace").strip() or "unknown"
+            fh.close()
+            raise ProjectLockedError(
+                f"{self.project} is already open in another samdesk (pid {holder}); "
+                "close it there first"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()).encode("ascii"))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                _unlock_file(self._fh)
+            finally:
+                self._fh.close()
+                self._fh = None
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_file(fh) -> None:  # type: ignore[no-untyped-def]
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock_file(fh) -> None:  # type: ignore[no-untyped-def]
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fh) -> None:  # type: ignore[no-untyped-def]
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_file(fh) -> None:  # type: ignore[no-untyped-def]
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
+    """Open (and create or migrate) the project database."""
+    try:
+        if read_only:
+            uri = db_path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        else:
+            conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        if not read_only:
+            _migrate(conn, db_path)
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise ProjectError(f"{db_path}: cannot open the project database ({exc})") from exc
+
+
+def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
+    conn.executescript(f"BEGIN;{SCHEMA}COMMIT;")
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise ProjectError(
+            f"{db_path} was written by a newer samdesk (schema {row[0]}); please upgrade"
+        )
