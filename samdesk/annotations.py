@@ -19,7 +19,7 @@ can be written to JSON and SQLite as text.
 """
 
 
-class ImageStatus(str, enum.Enum):
+class ImageStatus(enum.StrEnum):
     """Where a person is with an image."""
 
     TODO = "todo"

@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samdesk import imagefiles, images
-from samdesk import rows
+from samdesk import imagefiles, images, rows
 from samdesk.annotations import ImageRecord, ImageStatus
 from samdesk.errors import ImageReadError, ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
 from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store
-
-UNSET: Any = object()
 
 
 @dataclass(frozen=True)
@@ -290,17 +287,28 @@ class Project(LabelsAndLayers):
         record = self.image(image) if isinstance(image, int) else image
         return self.folder / record.path
 
-    def ensure_image_info(self, image_id: int) -> ImageRecord:
+    def ensure_image_info(self, image_id: int, verify: bool = False) -> ImageRecord:
         """Fill in the upright size and content hash by reading the file's header.
 
-        A file that cannot be read gets status "error" with the reason; the
-        project goes on. Not an undoable edit.
+        ``verify`` decodes the whole file once (at a reduced size) so that a
+        truncated file is caught too. A file that cannot be read gets status
+        "error" with the reason; the project goes on. Not an undoable edit.
         """
         record = self.image(image_id)
-        if record.width is not None and record.content_hash is not None:
+        if record.error is not None:
             return record
+        if record.width is not None and record.content_hash is not None:
+            if not verify:
+                return record
+            with self._mutex:
+                row = self._conn.execute("SELECT verified FROM images WHERE id=?",
+                                         (image_id,)).fetchone()
+            if row["verified"]:
+                return record
         path = self.image_file(record)
         try:
+            if verify:
+                images.load_display(path, max_side=512)
             width, height = images.read_size(path)
             digest = imagefiles.content_hash(path)
             stat = path.stat()
@@ -311,7 +319,8 @@ class Project(LabelsAndLayers):
             self.mark_error(image_id, exc.strerror or str(exc))
             return self.image(image_id)
         self._set_image_fields(image_id, width=width, height=height, hash=digest,
-                               mtime=stat.st_mtime, fsize=stat.st_size, error=None)
+                               mtime=stat.st_mtime, fsize=stat.st_size, error=None,
+                               verified=int(verify))
         return self.image(image_id)
 
     def mark_error(self, image_id: int, reason: str) -> None:
@@ -339,6 +348,20 @@ class Project(LabelsAndLayers):
             if ImageStatus(status) != ImageStatus.ERROR:
                 after["error"] = None
             self._record("images", image_id, before, after)
+
+    def batch_done(self, signature: str) -> set[int]:
+        """Ids of the images an automatic run with this signature has finished."""
+        with self._mutex:
+            found = self._conn.execute("SELECT image_id FROM batch_runs WHERE signature=?",
+                                       (signature,)).fetchall()
+        return {int(r[0]) for r in found}
+
+    def record_batch_run(self, signature: str, image_id: int, masks: int) -> None:
+        """Note that an automatic run finished an image; call inside :meth:`batch` so the
+        note commits with the masks it added."""
+        with self._mutex:
+            self._conn.execute("INSERT OR REPLACE INTO batch_runs VALUES (?, ?, ?)",
+                               (signature, image_id, masks))
 
     def annotation_counts(self) -> dict[int, int]:
         """Number of mask layers per label id (unlabelled under 0)."""

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS images (
     status TEXT NOT NULL DEFAULT 'todo',
     error TEXT,
     changed INTEGER NOT NULL DEFAULT 0,
-    missing INTEGER NOT NULL DEFAULT 0
+    missing INTEGER NOT NULL DEFAULT 0,
+    verified INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS labels (
     id INTEGER PRIMARY KEY,
@@ -63,11 +64,17 @@ CREATE TABLE IF NOT EXISTS annotations (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS annotations_by_image ON annotations(image_id, z);
+CREATE TABLE IF NOT EXISTS batch_runs (
+    signature TEXT NOT NULL,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    masks INTEGER NOT NULL,
+    PRIMARY KEY (signature, image_id)
+);
 """
 
 TABLE_COLUMNS = {
     "images": ("id", "path", "position", "width", "height", "hash", "mtime", "fsize",
-               "status", "error", "changed", "missing"),
+               "status", "error", "changed", "missing", "verified"),
     "labels": ("id", "name", "color", "hotkey"),
     "annotations": ("id", "image_id", "label_id", "height", "width", "counts", "z", "visible",
                     "locked", "score", "prompts", "created", "updated"),

@@ -1,0 +1,132 @@
+"""Headless project commands: ``info``, ``export`` and ``import-coco``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from samdesk.commands.progress import Progress
+from samdesk.errors import ProjectLockedError
+from samdesk.project import Project
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    info = sub.add_parser("info", help="summarise a project: images, masks, labels, bad files")
+    info.add_argument("folder", type=Path)
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.set_defaults(func=run_info)
+
+    from samdesk.export import FORMATS
+
+    export = sub.add_parser("export", help="export masks as COCO JSON or PNG")
+    export.add_argument("folder", type=Path)
+    export.add_argument("--format", required=True, choices=sorted(FORMATS))
+    export.add_argument("--out", required=True, type=Path,
+                        help="JSON file (COCO formats) or folder (PNG formats)")
+    export.add_argument("--only-done", action="store_true", help="only images marked done")
+    export.set_defaults(func=run_export)
+
+    imp = sub.add_parser("import-coco", help="add the masks of a COCO instances JSON")
+    imp.add_argument("folder", type=Path)
+    imp.add_argument("coco_json", type=Path)
+    imp.set_defaults(func=run_import)
+
+
+def open_for_reading(folder: Path) -> Project:
+    """Open for writing if we can, else read-only when another samdesk holds it."""
+    try:
+        return Project.open(folder)
+    except ProjectLockedError as exc:
+        print(f"samdesk: note: {exc}; reading it read-only", file=sys.stderr)
+        return Project.open(folder, read_only=True)
+
+
+def collect_info(project: Project, progress: Progress | None = None) -> dict[str, Any]:
+    """The numbers ``samdesk info`` prints; reads (and records) every image once."""
+    from samdesk import images as imageio
+    from samdesk.errors import SamdeskError
+
+    records = project.images()
+    errors = []
+    for done, record in enumerate(records, 1):
+        if not project.read_only:
+            record = project.ensure_image_info(record.id, verify=True)
+        elif record.error is None and record.width is None:
+            try:
+                imageio.load_display(project.image_file(record), max_side=512)
+            except SamdeskError as exc:
+                errors.append({"file": record.path, "error": getattr(exc, "reason", str(exc))})
+        if record.error is not None:
+            errors.append({"file": record.path, "error": record.error})
+        if progress is not None:
+            progress(done, len(records))
+    names = {label.id: label.name for label in project.labels()}
+    counts = project.annotation_counts()
+    labels = {name: counts.get(label_id, 0) for label_id, name in names.items()}
+    if counts.get(0):
+        labels["(no label)"] = counts[0]
+    return {
+        "images": len(records),
+        "annotated": sum(1 for r in project.images() if r.annotation_count),
+        "annotations": sum(counts.values()),
+        "labels": labels,
+        "status": _status_counts(project),
+        "changed": [r.path for r in project.images() if r.changed],
+        "errors": errors,
+    }
+
+
+def _status_counts(project: Project) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for record in project.images():
+        out[record.status.value] = out.get(record.status.value, 0) + 1
+    return out
+
+
+def run_info(args: argparse.Namespace) -> int:
+    with open_for_reading(args.folder) as project:
+        info = collect_info(project, Progress("reading images"))
+        if project.store_note:
+            info["note"] = project.store_note
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{args.folder}: {info['images']} images, {info['annotated']} annotated, "
+          f"{info['annotations']} masks")
+    for name, count in info["labels"].items():
+        print(f"  {name}: {count}")
+    for status, count in sorted(info["status"].items()):
+        print(f"  status {status}: {count}")
+    for path in info["changed"]:
+        print(f"  changed on disk since annotated: {path}")
+    for error in info["errors"]:
+        print(f"  cannot read {error['file']}: {error['error']}")
+    if "note" in info:
+        print(f"  note: {info['note']}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from samdesk.export import FORMATS
+    from samdesk.export.base import ExportOptions
+
+    with open_for_reading(args.folder) as project:
+        options = ExportOptions(out=args.out, only_done=args.only_done,
+                                progress=Progress(f"export {args.format}"))
+        summary = FORMATS[args.format].writer(project, options)
+    for line in summary.lines():
+        print(line)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from samdesk.export.coco_import import import_coco
+
+    with Project.open(args.folder) as project:
+        summary = import_coco(project, args.coco_json, progress=Progress("import"))
+    for line in summary.lines():
+        print(line)
+    return 0
