@@ -45,10 +45,11 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     seg = sub.add_parser("segment", help="segment one image from points, boxes or a phrase")
     seg.add_argument("image", type=Path)
-    seg.add_argument("--points", nargs="+", default=[], metavar="X,Y", help="positive clicks")
-    seg.add_argument("--negative", nargs="+", default=[], metavar="X,Y",
+    seg.add_argument("--points", nargs="+", action="extend", default=[], metavar="X,Y",
+                     help="positive clicks")
+    seg.add_argument("--negative", nargs="+", action="extend", default=[], metavar="X,Y",
                      help="negative (background) clicks")
-    seg.add_argument("--box", nargs="+", default=[], metavar="X0,Y0,X1,Y1",
+    seg.add_argument("--box", nargs="+", action="extend", default=[], metavar="X0,Y0,X1,Y1",
                      help="boxes; several boxes are several objects")
     seg.add_argument("--text", help='objects to find, e.g. "car . person" (GroundingDINO)')
     seg.add_argument("--threshold", type=float, default=0.3, help="box threshold for --text")
@@ -145,13 +146,14 @@ def run_segment(args: argparse.Namespace) -> int:
         raise UsageError("give --points, --negative, --box or --text")
     rgb = images.load_rgb(args.image)
     height, width = rgb.shape[:2]
+    detector = _load_detector(args) if args.text else None
+    prompts = None if args.text else build_prompts(args, width, height)
     engine = load_engine(args)
     embedding = engine.embed(rgb)
-    if args.text:
-        masks, scores, labels = _segment_text(args, engine, rgb, embedding)
+    if detector is not None:
+        masks, scores, labels = _segment_text(args, detector, engine, rgb, embedding)
     else:
-        prediction = engine.predict(embedding, build_prompts(args, width, height),
-                                    multimask=not args.single)
+        prediction = engine.predict(embedding, prompts, multimask=not args.single)
         masks, scores = prediction.masks, prediction.scores
         labels = [None] * masks.shape[0]
     entries = mask_entries(masks, scores, labels, args.single)
@@ -160,19 +162,24 @@ def run_segment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _segment_text(args: argparse.Namespace, engine: Any, rgb: np.ndarray,
-                  embedding: Any) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+def _load_detector(args: argparse.Namespace) -> Any:
     from samdesk.inference import models, registry
-    from samdesk.inference.text import segment_text
 
     if args.points or args.negative or args.box:
         raise UsageError("--text cannot be combined with --points, --negative or --box")
+    if not args.text.strip():
+        raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     if args.detector_checkpoint is not None:
-        detector = registry.load_model(args.detector or models.DEFAULT_DETECTOR,
-                                       args.detector_checkpoint, args.device)
-    else:
-        spec, path = models.resolve_detector(args.detector)
-        detector = registry.load_model(spec.name, path, args.device)
+        return registry.load_model(args.detector or models.DEFAULT_DETECTOR,
+                                   args.detector_checkpoint, args.device)
+    spec, path = models.resolve_detector(args.detector)
+    return registry.load_model(spec.name, path, args.device)
+
+
+def _segment_text(args: argparse.Namespace, detector: Any, engine: Any, rgb: np.ndarray,
+                  embedding: Any) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    from samdesk.inference.text import segment_text
+
     found = segment_text(detector, engine, rgb, args.text, args.threshold,
                          args.text_threshold, embedding=embedding)
     height, width = rgb.shape[:2]
