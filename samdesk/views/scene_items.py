@@ -1,0 +1,227 @@
+"""The graphics items of the canvas scene, apart from the view's own handling.
+
+:class:`LayerStack` keeps one ``QGraphicsPixmapItem`` per mask layer, fed
+from the :class:`~samdesk.views.overlays.OverlayCache`, plus the live
+candidate; :class:`MarkerLayer` holds the vector decorations drawn above the
+masks: prompt dots and box, the box tool's rubber band, the brush cursor and
+the preview of a brush stroke in progress.
+Scene coordinates are continuous image pixels of the full-resolution
+upright frame (pixel ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)``).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGraphicsEllipseItem,
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsRectItem,
+    QGraphicsScene,
+)
+
+from samdesk.views.overlays import (
+    CANDIDATE_STYLE,
+    LayerView,
+    Mask,
+    Overlay,
+    OverlayCache,
+    build_overlay,
+)
+
+_Shape = TypeVar("_Shape", QGraphicsRectItem, QGraphicsEllipseItem)
+
+
+def _inert(item: QGraphicsItem, z: float) -> QGraphicsItem:
+    item.setZValue(z)
+    item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+    return item
+
+
+def check_mask_size(mask: Mask, image_size: tuple[int, int] | None, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` when the mask is not ``image_size`` (width, height)."""
+    if image_size is None:
+        return
+    shape = tuple(mask.get("size", ())) if isinstance(mask, dict) else tuple(np.shape(mask))
+    width, height = image_size
+    if shape != (height, width):
+        shown = f"{shape[1]}x{shape[0]}" if len(shape) == 2 else f"of shape {shape}"
+        raise ValueError(f"{what} mask is {shown} but the image is {width}x{height}")
+
+
+class LayerStack:
+    """Mask layers (z from ``z`` up, in list order) and the candidate (at ``candidate_z``)."""
+
+    def __init__(self, scene: QGraphicsScene, z: float, candidate_z: float) -> None:
+        self._scene = scene
+        self._z = z
+        self.cache = OverlayCache()
+        self._layers: list[LayerView] = []
+        self._items: dict[int, QGraphicsPixmapItem] = {}
+        self._shown: dict[int, Overlay | None] = {}  # the overlay each item holds
+        self.candidate = _inert(QGraphicsPixmapItem(), candidate_z)
+        self.candidate.setVisible(False)
+        scene.addItem(self.candidate)
+
+    @property
+    def items(self) -> dict[int, QGraphicsPixmapItem]:
+        """Layer id to its pixmap item (read only)."""
+        return dict(self._items)
+
+    def set_layers(self, layers: list[LayerView], image_size: tuple[int, int] | None) -> None:
+        """Show ``layers`` back to front; only changed visible layers are rebuilt."""
+        ids = [layer.id for layer in layers]
+        if len(set(ids)) != len(ids):
+            duplicate = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"layer id {duplicate} appears more than once")
+        for layer in layers:
+            check_mask_size(layer.mask, image_size, f"layer {layer.id}")
+        for stale in set(self._items) - set(ids):
+            self._scene.removeItem(self._items.pop(stale))
+            self._shown.pop(stale, None)
+        self.cache.retain(set(ids))
+        for index, layer in enumerate(layers):
+            item = self._items.get(layer.id)
+            if item is None:
+                item = _inert(QGraphicsPixmapItem(), self._z + index)
+                self._scene.addItem(item)
+                self._items[layer.id] = item
+            item.setZValue(self._z + index)
+            overlay = self._shown.get(layer.id)
+            if layer.visible:
+                fresh = self.cache.get(layer)
+                if fresh is not overlay:
+                    _show(item, fresh)
+                    self._shown[layer.id] = overlay = fresh
+            item.setVisible(layer.visible and overlay is not None)
+        self._layers = list(layers)
+
+    def set_candidate(self, mask: Mask | None, color: str,
+                      image_size: tuple[int, int] | None) -> None:
+        """Show ``mask`` (rebuilt on every call, over its box only) or hide the candidate."""
+        overlay = None
+        if mask is not None:
+            check_mask_size(mask, image_size, "candidate")
+            overlay = build_overlay(mask, color, CANDIDATE_STYLE)
+        _show(self.candidate, overlay)
+        self.candidate.setVisible(overlay is not None)
+
+    def layer_at(self, x: float, y: float) -> int | None:
+        """Id of the front-most visible layer holding pixel ``(floor(x), floor(y))``."""
+        for layer in reversed(self._layers):
+            overlay = self._shown.get(layer.id) if layer.visible else None
+            if overlay is not None and overlay.crop.contains(x, y):
+                return layer.id
+        return None
+
+
+def _show(item: QGraphicsPixmapItem, overlay: Overlay | None) -> None:
+    if overlay is None:
+        item.setPixmap(QPixmap())
+        return
+    item.setPixmap(overlay.pixmap)
+    item.setPos(overlay.crop.x0, overlay.crop.y0)
+
+
+POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR = "#2ecc40", "#ff4136", "#ffd400"
+MARKER_RADIUS = 5.0  # screen pixels, whatever the zoom
+
+
+def _dashed_pen(color: str, width: float = 2.0) -> QPen:
+    pen = QPen(QColor(color), width, Qt.PenStyle.DashLine)
+    pen.setCosmetic(True)  # width in screen pixels
+    return pen
+
+
+class MarkerLayer:
+    """The vector decorations of a canvas scene: prompt dots, prompt box,
+    rubber band and brush cursor, all stacked from ``z`` up.
+
+    Dots keep their screen size when zooming (``ItemIgnoresTransformations``);
+    boxes are drawn with cosmetic dashed pens; the brush cursor is a circle of
+    the brush diameter in image pixels.
+    """
+
+    def __init__(self, scene: QGraphicsScene, z: float) -> None:
+        self._scene = scene
+        self._z = z
+        self._dots: list[QGraphicsEllipseItem] = []
+        self.box = self._add(QGraphicsRectItem(), _dashed_pen(BOX_COLOR),
+                             QBrush(Qt.BrushStyle.NoBrush), z)
+        self.rubber_band = self._add(QGraphicsRectItem(), _dashed_pen("#ffffff", 1.5),
+                                     QBrush(QColor(255, 255, 255, 40)), z + 1)
+        pen = QPen(QColor("#ffffff"), 1.5)
+        pen.setCosmetic(True)
+        self.brush = self._add(QGraphicsEllipseItem(), pen, QBrush(Qt.BrushStyle.NoBrush), z + 3)
+        self.stroke = _inert(QGraphicsPathItem(), z - 1)
+        scene.addItem(self.stroke)
+
+    def _add(self, item: _Shape, pen: QPen, brush: QBrush, z: float) -> _Shape:
+        item.setPen(pen)
+        item.setBrush(brush)
+        _inert(item, z).setVisible(False)
+        self._scene.addItem(item)
+        return item
+
+    @property
+    def dots(self) -> list[QGraphicsEllipseItem]:
+        return list(self._dots)
+
+    def set_prompts(self, points: list[tuple[float, float, bool]],
+                    box: tuple[float, float, float, float] | None) -> None:
+        """Replace the prompt dots ``(x, y, positive)`` and the prompt box (XYXY)."""
+        for dot in self._dots:
+            self._scene.removeItem(dot)
+        self._dots = []
+        r = MARKER_RADIUS
+        for x, y, positive in points:
+            dot = QGraphicsEllipseItem(-r, -r, 2 * r, 2 * r)
+            dot.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+            dot.setBrush(QColor(POSITIVE_COLOR if positive else NEGATIVE_COLOR))
+            dot.setPen(QPen(QColor("#ffffff"), 1.5))
+            dot.setPos(float(x), float(y))
+            self._scene.addItem(_inert(dot, self._z + 2))
+            self._dots.append(dot)
+        self._set_rect(self.box, box)
+
+    def set_rubber_band(self, box: tuple[float, float, float, float] | None) -> None:
+        self._set_rect(self.rubber_band, box)
+
+    @staticmethod
+    def _set_rect(item: QGraphicsRectItem, box: tuple[float, float, float, float] | None) -> None:
+        if box is not None:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            item.setRect(QRectF(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)))
+        item.setVisible(box is not None)
+
+    def set_stroke(self, stroke: tuple[list[tuple[float, float]], int, bool] | None) -> None:
+        """Preview a stroke in progress: ``(points, diameter, erase)`` in image pixels."""
+        if stroke is None:
+            self.stroke.setPath(QPainterPath())
+            return
+        points, size, erase = stroke
+        path = QPainterPath(QPointF(*points[0]))
+        for x, y in points[1:]:
+            path.lineTo(x, y)
+        if len(points) == 1:
+            path.lineTo(points[0][0] + 1e-3, points[0][1])  # a single dab
+        color = QColor(255, 255, 255, 110) if erase else QColor(0, 229, 255, 110)
+        self.stroke.setPen(QPen(QBrush(color), size, Qt.PenStyle.SolidLine,
+                                Qt.PenCapStyle.RoundCap, Qt.PenJoinStyle.RoundJoin))
+        self.stroke.setPath(path)
+
+    def set_brush_size(self, size: float) -> None:
+        r = size / 2
+        self.brush.setRect(QRectF(-r, -r, 2 * r, 2 * r))
+
+    def move_brush(self, pos: QPointF, visible: bool) -> None:
+        self.brush.setPos(pos)
+        self.brush.setVisible(visible)
+
+    def show_brush(self, visible: bool) -> None:
+        self.brush.setVisible(visible)
