@@ -3,5 +3,58 @@
 from __future__ import annotations
 
 import os
+import traceback
+import weakref
+from collections.abc import Iterator
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+
+def _guard_pyside_bools() -> None:
+    """PySide6 6.12.0's ``emit()`` drops a reference to ``True`` on Python 3.11;
+    without this a long test run aborts at exit (see samdesk.views.app)."""
+    try:
+        from samdesk.views.app import guard_pyside_bool_refcounts
+    except ImportError:  # no Qt installed
+        return
+    guard_pyside_bool_refcounts()
+
+
+_guard_pyside_bools()
+
+
+@pytest.fixture(autouse=True)
+def _no_dangling_qthreads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any test that leaves a QThread running (as napari's conftest does).
+
+    Every ``QThread.start`` during the test is recorded with where it was
+    called from; at teardown a thread still running is stopped (quit, wait)
+    and the test fails naming that place.
+    """
+    try:
+        from PySide6.QtCore import QThread
+    except ImportError:  # no Qt installed: nothing can be left running
+        yield
+        return
+    started: weakref.WeakKeyDictionary[QThread, str] = weakref.WeakKeyDictionary()
+    original_start = QThread.start
+
+    def recording_start(self: QThread, *args: object) -> None:
+        started[self] = "".join(traceback.format_stack(limit=6)[:-1])
+        original_start(self, *args)
+
+    monkeypatch.setattr(QThread, "start", recording_start)
+    yield
+    dangling = []
+    for thread, where in list(started.items()):
+        try:
+            if thread.isRunning():
+                dangling.append(where)
+                thread.quit()
+                thread.wait(2000)
+        except RuntimeError:  # the C++ thread is already deleted, so it is not running
+            continue
+    if dangling:
+        pytest.fail("QThread still running after the test; started at:\n" + "\n".join(dangling))

@@ -1,0 +1,367 @@
+"""What the window asks the inference worker, what comes back, and the queue in between.
+
+Requests and results are immutable dataclasses of plain Python and numpy
+objects, each request carrying the id the client gave it. The
+:class:`RequestQueue` is the only state the GUI thread and the worker thread
+share; it decides what the worker runs next:
+
+1. model changes, oldest first;
+2. predictions and text detections whose image embedding is ready, oldest first;
+3. encoding the image in focus;
+4. encoding an image a pending prediction is waiting for;
+5. when nothing else is left, encoding the next prefetch image (a cache hit
+   when it is encoded already).
+
+A newer prediction (or detection) for an image supersedes a pending one for the
+same image; focusing another image drops the pending work on every other image
+and the focus encode nobody waits for any more. Prefetch images only ever run
+when the queue is otherwise empty. Qt-free.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from samdesk.errors import SamdeskError
+from samdesk.imagefiles import content_hash
+from samdesk.inference.base import Detections, Prediction, Prompts
+from samdesk.inference.registry import MODELS, SEGMENTER
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image file and its content hash (the embedding cache key)."""
+
+    path: Path
+    key: str
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> ImageRef:
+        """Hash the file now (reads it; the project usually knows the hash already)."""
+        return cls(Path(path), content_hash(path))
+
+
+# -- requests ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SetModel:
+    """Load model ``name`` (a registry name) from ``checkpoint`` on ``device``."""
+
+    request_id: int
+    name: str
+    checkpoint: Path | None = None
+    device: str = "cpu"
+
+    @property
+    def slot(self) -> str:
+        """``"segmenter"`` or ``"detector"``: the engine this request replaces."""
+        spec = MODELS.get(self.name)
+        return spec.kind if spec is not None else SEGMENTER
+
+
+@dataclass(frozen=True)
+class FocusImage:
+    """The person is looking at ``image``: encode it first."""
+
+    request_id: int
+    image: ImageRef
+
+
+@dataclass(frozen=True)
+class Predict:
+    """Masks for ``prompts`` on ``image`` (points (x, y), boxes XYXY, image pixels).
+
+    ``mask_input``: float32 ``(1, 256, 256)`` logits of an earlier candidate of
+    the same object; copied and made read-only.
+    """
+
+    request_id: int
+    image: ImageRef
+    prompts: Prompts
+    mask_input: np.ndarray | None = None
+    multimask: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mask_input is not None:
+            frozen = np.array(self.mask_input, dtype=np.float32)
+            frozen.setflags(write=False)
+            object.__setattr__(self, "mask_input", frozen)
+
+
+@dataclass(frozen=True)
+class DetectSegment:
+    """Find the objects named in ``text`` on ``image``, then segment each box."""
+
+    request_id: int
+    image: ImageRef
+    text: str
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    multimask: bool = False
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """Encode these images, in order, whenever there is nothing else to do."""
+
+    request_id: int
+    images: tuple[ImageRef, ...] = ()
+
+
+Request = SetModel | FocusImage | Predict | DetectSegment | Prefetch
+
+
+@dataclass(frozen=True)
+class Encode:
+    """The worker's job of making sure ``image`` is encoded.
+
+    ``reason`` says who wants it; ``request_id`` is that request's id;
+    ``position`` / ``total`` count prefetch images (1-based; 0 otherwise).
+    """
+
+    image: ImageRef
+    request_id: int
+    reason: Literal["focus", "predict", "prefetch"]
+    position: int = 0
+    total: int = 0
+
+
+Job = SetModel | Predict | DetectSegment | Encode
+
+
+# -- results -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    """Model ``name`` now serves as the ``slot`` engine on ``device``."""
+
+    request_id: int
+    name: str
+    slot: str
+    device: str
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """The masks for one :class:`Predict` (see :class:`~samdesk.inference.base.Prediction`)."""
+
+    request_id: int
+    image_key: str
+    prompts: Prompts
+    prediction: Prediction
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """Boxes found for ``text`` and their masks; ``prediction`` is None when none were found."""
+
+    request_id: int
+    image_key: str
+    text: str
+    detections: Detections
+    prediction: Prediction | None
+
+
+EmbeddingStatus = Literal["queued", "computing", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class EmbeddingState:
+    """Where an image's embedding stands, for the status bar.
+
+    ``source`` (with ``"ready"``): ``"memory"``, ``"disk"`` or ``"computed"``;
+    ``seconds``: how long the encode took (0 for a cache hit).
+    """
+
+    image_key: str
+    status: EmbeddingStatus
+    request_id: int = 0
+    source: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps of request ``request_id`` (prefetching)."""
+
+    request_id: int
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Request ``request_id`` failed; ``message`` is one line a person can act on."""
+
+    request_id: int
+    message: str
+
+
+# -- the queue ---------------------------------------------------------------
+
+
+@dataclass
+class _Prefetching:
+    request: Prefetch
+    left: deque[ImageRef] = field(default_factory=deque)
+    done: int = 0
+
+
+class RequestQueue:
+    """Pending requests shared by the client (puts) and the worker (takes); thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: list[SetModel] = []
+        self._focus: FocusImage | None = None
+        self._focus_taken = True
+        self._decodes: dict[tuple[type, str], Predict | DetectSegment] = {}
+        self._prefetch: _Prefetching | None = None
+        self._closed = False
+
+    def put(self, request: Request) -> list[int]:
+        """Queue ``request``; return the ids of pending requests it superseded."""
+        with self._lock:
+            if self._closed:
+                return [request.request_id]
+            if isinstance(request, SetModel):
+                gone = [m for m in self._models if m.slot == request.slot]
+                self._models = [m for m in self._models if m.slot != request.slot] + [request]
+                return [m.request_id for m in gone]
+            if isinstance(request, FocusImage):
+                return self._refocus(request)
+            if isinstance(request, Prefetch):
+                old = self._prefetch
+                self._prefetch = _Prefetching(request, deque(request.images))
+                return [old.request.request_id] if old and old.left else []
+            old_decode = self._decodes.pop((type(request), request.image.key), None)
+            self._decodes[(type(request), request.image.key)] = request
+            return [old_decode.request_id] if old_decode else []
+
+    def _refocus(self, request: FocusImage) -> list[int]:
+        gone = []
+        if self._focus is not None and not self._focus_taken:
+            gone.append(self._focus.request_id)
+        for key, pending in list(self._decodes.items()):
+            if pending.image.key != request.image.key:
+                gone.append(self._decodes.pop(key).request_id)
+        self._focus, self._focus_taken = request, False
+        return gone
+
+    def take(self, ready: Callable[[str], bool]) -> Job | None:
+        """The next job, or None; ``ready(image_key)`` says whether an embedding is at hand."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._models:
+                return self._models.pop(0)
+            waiting = sorted(self._decodes.values(), key=lambda r: r.request_id)
+            for request in waiting:
+                if ready(request.image.key):
+                    del self._decodes[(type(request), request.image.key)]
+                    return request
+            if self._focus is not None and not self._focus_taken:
+                self._focus_taken = True
+                return Encode(self._focus.image, self._focus.request_id, "focus")
+            if waiting:
+                return Encode(waiting[0].image, waiting[0].request_id, "predict")
+            return self._next_prefetch()
+
+    def _next_prefetch(self) -> Encode | None:
+        fetching = self._prefetch
+        if fetching is None or not fetching.left:
+            return None
+        fetching.done += 1  # cached ones too: a cheap hit, and progress reaches the total
+        total = len(fetching.request.images)
+        return Encode(fetching.left.popleft(), fetching.request.request_id, "prefetch",
+                      fetching.done, total)
+
+    def refocus(self) -> None:
+        """Encode the image in focus again (the segmenter changed)."""
+        with self._lock:
+            if self._focus is not None:
+                self._focus_taken = False
+
+    def drop_image(self, image_key: str) -> list[int]:
+        """Forget pending work on an image that cannot be encoded; return the dropped ids."""
+        with self._lock:
+            gone = [r.request_id for r in self._decodes.values() if r.image.key == image_key]
+            self._decodes = {k: r for k, r in self._decodes.items() if r.image.key != image_key}
+            if self._prefetch is not None:
+                self._prefetch.left = deque(i for i in self._prefetch.left if i.key != image_key)
+            return gone
+
+    def cancel(self, request_id: int) -> bool:
+        """Drop the pending request ``request_id``; False if it is not pending."""
+        with self._lock:
+            for key, pending in list(self._decodes.items()):
+                if pending.request_id == request_id:
+                    del self._decodes[key]
+                    return True
+            if self._focus is not None and self._focus.request_id == request_id:
+                was_pending, self._focus_taken = not self._focus_taken, True
+                return was_pending
+            if self._prefetch is not None and self._prefetch.request.request_id == request_id:
+                was_pending = bool(self._prefetch.left)
+                self._prefetch = None
+                return was_pending
+            kept = [m for m in self._models if m.request_id != request_id]
+            found, self._models = len(kept) != len(self._models), kept
+            return found
+
+    def close(self) -> None:
+        """Refuse new requests and hand out no more jobs (the worker is stopping)."""
+        with self._lock:
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pending_ids(self) -> list[int]:
+        """Ids of every request still waiting to run (prefetch counted while images are left)."""
+        with self._lock:
+            ids = [m.request_id for m in self._models]
+            ids += [r.request_id for r in self._decodes.values()]
+            if self._focus is not None and not self._focus_taken:
+                ids.append(self._focus.request_id)
+            if self._prefetch is not None and self._prefetch.left:
+                ids.append(self._prefetch.request.request_id)
+            return sorted(ids)
+
+
+def prefetch_list(images: Iterable[ImageRef], request_id: int) -> Prefetch:
+    """A :class:`Prefetch` of ``images`` without repeats, keeping their order."""
+    seen: dict[str, ImageRef] = {}
+    for image in images:
+        seen.setdefault(image.key, image)
+    return Prefetch(request_id, tuple(seen.values()))
+
+
+def describe(job: Job) -> str:
+    """What a job does, for messages: 'encoding cat.jpg', 'loading sam_vit_b'."""
+    if isinstance(job, SetModel):
+        return f"loading {job.name}" + (f" from {job.checkpoint}" if job.checkpoint else "")
+    verb = {Encode: "encoding", Predict: "segmenting", DetectSegment: "detecting on"}[type(job)]
+    return f"{verb} {job.image.path.name}"
+
+
+def one_line(exc: BaseException, doing: str) -> str:
+    """A one-line message for a failed job."""
+    if isinstance(exc, SamdeskError):
+        text = str(exc)
+    elif isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        text = f"out of memory while {doing}; try a smaller model or the CPU"
+    else:
+        text = f"{doing} failed: {type(exc).__name__}: {exc}"
+    return " ".join(text.split()) or f"{doing} failed"
