@@ -1,0 +1,256 @@
+"""The SAM 2 / SAM 2.1 (Hiera tiny, small, base+, large) engine.
+
+Uses the ``sam2`` model's modules (image encoder with its FPN, prompt
+encoder, mask decoder) with samdesk's own pre- and post-processing, which
+reproduces ``SAM2ImagePredictor`` exactly:
+
+- ``embed``: scale the image to 1024 x 1024 (bilinear, antialiased; aspect is
+  not kept), normalise with the ImageNet mean/std, encode to an image
+  embedding ``(1, 256, 64, 64)`` plus two high-resolution feature maps.
+- ``decode``: prompts in image pixels -> low-resolution logits
+  ``(objects, candidates, 256, 256)`` and IoU scores.
+- ``upsample``: low-resolution logits -> boolean masks in image pixels.
+
+The registry's ``spec.config`` is the hydra config name inside the ``sam2``
+package (``configs/sam2.1/sam2.1_hiera_t.yaml``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra.core.global_hydra import GlobalHydra
+
+from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
+from samdesk.inference.device import (
+    encoder_autocast,
+    load_weights,
+    read_checkpoint,
+    resolve_device,
+)
+from samdesk.inference.registry import ModelSpec
+
+LOW_RES = 256
+"""Side of the low-resolution logits."""
+LOGIT_CLAMP = 32.0
+"""Returned low-res logits are clamped to +-32, as the reference predictor does."""
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+_HYDRA_LOCK = threading.Lock()
+
+
+def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
+    """A SAM 2 model from the hydra ``config`` with untrained weights, in eval mode.
+
+    Uses the same overrides as ``sam2.build_sam.build_sam2`` (dynamic
+    multimask fallback). Hydra's global state is process-wide: the config is
+    composed from the ``sam2`` package under a lock, and a state another
+    library set up is put back afterwards (when none was set up, sam2's own
+    is left in place, as ``import sam2`` does). Raises :class:`EngineError`
+    for an unknown config.
+    """
+    from hydra import initialize_config_module
+    from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from sam2.build_sam import build_sam2
+
+    with _HYDRA_LOCK:
+        backup = get_gh_backup()
+        previous = GlobalHydra.instance()
+        restore = previous.is_initialized()
+        previous.clear()
+        initialize_config_module("sam2", version_base="1.2")
+        try:
+            model = build_sam2(config, ckpt_path=None, device=str(device), mode="eval")
+        except HydraException as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise EngineError(f"SAM 2 config {config!r} cannot be built: {first}") from None
+        finally:
+            if restore:
+                restore_gh_from_backup(backup)
+    return model
+
+
+@dataclass
+class LowRes:
+    """The decoder's output before upsampling.
+
+    ``logits``: float32 ``(objects, candidates, 256, 256)``, unclamped, in the
+    1024-square input frame / 4; ``scores``: float32 ``(objects, candidates)``.
+    """
+
+    logits: torch.Tensor
+    scores: torch.Tensor
+
+
+class Sam2Engine:
+    """SAM 2 as an :class:`~samdesk.inference.base.Engine`."""
+
+    bf16 = True
+    """SAM 2's encoders are trained for bf16 autocast on CUDA."""
+
+    def __init__(self, model_id: str, model: torch.nn.Module, device: torch.device) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.device = device
+        self.resolution = int(model.image_size)
+
+    @torch.inference_mode()
+    def embed(self, rgb: np.ndarray) -> Embedding:
+        """Encode an ``(H, W, 3)`` uint8 RGB image.
+
+        Returns float32 tensors ``image_embed`` ``(1, 256, 64, 64)`` and the
+        decoder's high-resolution features ``high_res_0`` ``(1, 32, 256, 256)``
+        and ``high_res_1`` ``(1, 64, 128, 128)``.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise EngineError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        x = x.permute(2, 0, 1).float().div(255)[None]
+        size = (self.resolution, self.resolution)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(_MEAN, device=self.device).view(-1, 1, 1)
+        std = torch.tensor(_STD, device=self.device).view(-1, 1, 1)
+        x = (x - mean) / std
+        with encoder_autocast(self.device, self.bf16):
+            out = self.model.forward_image(x)  # projects the high-res levels for the decoder
+        levels = out["backbone_fpn"][-self.model.num_feature_levels:]
+        image_embed = levels[-1].float()
+        if self.model.directly_add_no_mem_embed:
+            image_embed = image_embed + self.model.no_mem_embed.float().view(1, -1, 1, 1)
+        tensors = {"image_embed": image_embed.cpu().numpy()}
+        for i, level in enumerate(levels[:-1]):
+            tensors[f"high_res_{i}"] = level.float().cpu().numpy()
+        return Embedding(self.model_id, (rgb.shape[0], rgb.shape[1]), tensors)
+
+    def predict(
+        self,
+        embedding: Embedding,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Masks for ``prompts`` on the embedded image; see :class:`Prediction`.
+
+        The returned logits are clamped to +-32 (as the reference does), the
+        masks come from the unclamped ones.
+        """
+        low = self.decode(embedding, prompts, mask_input, multimask)
+        masks = self.upsample(low.logits, embedding.image_size)
+        logits = torch.clamp(low.logits, -LOGIT_CLAMP, LOGIT_CLAMP)
+        return Prediction(
+            masks=masks.cpu().numpy(),
+            scores=low.scores.float().cpu().numpy(),
+            logits=logits.float().cpu().numpy(),
+        )
+
+    @torch.inference_mode()
+    def decode(
+        self,
+        embedding: Embedding,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> LowRes:
+        """Run the prompt encoder and mask decoder; no upsampling.
+
+        Boxes become two corner points (labels 2 and 3) placed before the
+        clicks. ``mask_input``: float32 ``(objects, 256, 256)`` logits of
+        previous predictions of the same objects.
+        """
+        if embedding.model_id != self.model_id:
+            raise EngineError(
+                f"embedding was made by {embedding.model_id}, not {self.model_id}; re-encode"
+            )
+        if prompts.is_empty:
+            raise EngineError("no prompt: add a point or a box")
+        height, width = embedding.image_size
+        objects = prompts.object_count
+        coords: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
+        if prompts.boxes:
+            boxes = torch.as_tensor(prompts.boxes, dtype=torch.float, device=self.device)
+            coords.append(self._to_input(boxes.reshape(-1, 2, 2), width, height))
+            labels.append(torch.tensor([[2, 3]], dtype=torch.int, device=self.device)
+                          .repeat(objects, 1))
+        if prompts.points:
+            xy = torch.as_tensor([[p.x, p.y] for p in prompts.points], dtype=torch.float,
+                                 device=self.device)
+            coords.append(self._to_input(xy, width, height)[None])
+            labels.append(torch.as_tensor([[1 if p.positive else 0 for p in prompts.points]],
+                                          dtype=torch.int, device=self.device))
+        points = (torch.cat(coords, dim=1), torch.cat(labels, dim=1))
+        masks = _mask_tensor(mask_input, objects, self.device)
+        tensors = embedding.tensors
+        image_embed = torch.as_tensor(tensors["image_embed"], device=self.device).float()
+        high_res = [torch.as_tensor(tensors[f"high_res_{i}"], device=self.device).float()
+                    for i in range(self.model.num_feature_levels - 1)]
+        sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=masks)
+        logits, scores, _, _ = self.model.sam_mask_decoder(
+            image_embeddings=image_embed,
+            image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=objects > 1,
+            high_res_features=high_res or None,
+        )
+        return LowRes(logits=logits, scores=scores)
+
+    def _to_input(self, xy: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """``(..., 2)`` image pixels (x, y) -> pixels of the 1024-square input."""
+        xy = xy.clone()
+        xy[..., 0] = xy[..., 0] / width
+        xy[..., 1] = xy[..., 1] / height
+        return xy * self.resolution
+
+    @torch.inference_mode()
+    def upsample(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Boolean masks ``(objects, candidates, H, W)`` from low-res ``logits``.
+
+        ``logits``: unclamped ``(objects, candidates, 256, 256)``; any subset
+        of the candidates may be passed (e.g. only the one on screen).
+        """
+        full = F.interpolate(logits.float(), image_size, mode="bilinear", align_corners=False)
+        return full > 0.0
+
+
+def _mask_tensor(
+    mask_input: np.ndarray | None, objects: int, device: torch.device
+) -> torch.Tensor | None:
+    """``mask_input`` as a float32 ``(objects, 1, 256, 256)`` tensor, checked."""
+    if mask_input is None:
+        return None
+    array = np.asarray(mask_input, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[None]
+    if array.shape != (objects, LOW_RES, LOW_RES):
+        raise EngineError(
+            f"mask_input has shape {array.shape}; expected ({objects}, {LOW_RES}, {LOW_RES})"
+        )
+    return torch.as_tensor(array, device=device)[:, None]
+
+
+def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -> Sam2Engine:
+    """Build a SAM 2 engine for ``spec`` from the official ``{"model": state}`` file."""
+    if checkpoint is None:
+        raise EngineError(f"{spec.name}: no checkpoint file given")
+    if not spec.config:
+        raise EngineError(f"{spec.name}: no SAM 2 config named in the model registry")
+    torch_device = resolve_device(device)
+    path = Path(checkpoint)
+    content = read_checkpoint(path, spec.name)
+    if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
+        hint = ""
+        if isinstance(content, dict) and "image_encoder.patch_embed.proj.weight" in content:
+            hint = "; it looks like a SAM (v1) file"
+        raise EngineError(f"{spec.name}: {path} is not a SAM 2 checkpoint "
+                          f"(no 'model' state dict{hint})")
+    model = build_sam2_model(spec.config, torch.device("cpu"))
+    load_weights(model, content["model"], spec.name, path, "SAM 2")
+    return Sam2Engine(spec.name, model.to(torch_device), torch_device)
