@@ -81,7 +81,9 @@ def run_batch(args: argparse.Namespace) -> int:
                                  args.text_threshold)
             with project.batch(f"Batch {args.text}"):
                 for obj in found:
-                    label = project.label_by_name(obj.phrase) or project.add_label(obj.phrase)
+                    # a box can pass with no word over --text-threshold: name it by the text
+                    name = obj.phrase.strip() or args.text.strip(" .")
+                    label = project.label_by_name(name) or project.add_label(name)
                     project.add_annotation(
                         image.id, masks.encode(obj.mask), label.id, score=float(obj.mask_score),
                         prompts={"text": args.text, "box": [float(v) for v in obj.box],
