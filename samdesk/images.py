@@ -1,0 +1,419 @@
+"""The one image loader of the whole app: upright RGB uint8, errors named per file.
+
+Every image is decoded with its EXIF orientation applied once, here, so every
+mask, prompt and exported width/height is in the *upright* frame. Whatever the
+pixel mode on disk, callers get ``(H, W, 3)`` ``uint8`` RGB:
+
+- ``1``, ``L``: gray repeated on the three channels (``1`` becomes 0 / 255).
+- ``LA``, ``RGBA``, ``P`` with transparency: the alpha channel is dropped, not
+  composited; a transparent pixel shows the colour stored under it.
+- ``CMYK``: Pillow's plain conversion (no ICC colour management).
+- ``I;16`` / ``I;16B`` / ``I;16L``, and ``I`` holding values in 0..65535: 16-bit
+  data shifted right by 8. ``I`` outside that range and ``F`` are stretched
+  min..max to 0..255, except ``F`` already in 0..1 (times 255) or 0..255 (kept).
+- Multi-frame files (TIFF pages, animated WebP): the first frame.
+
+A file that cannot be decoded raises :class:`~samdesk.errors.ImageReadError`
+with a short reason ("truncated file", "empty file", "not an image", ...);
+nothing here switches on Pillow's ``LOAD_TRUNCATED_IMAGES``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from samdesk.errors import ImageReadError
+from samdesk.imagefiles import (
+    IMAGE_EXTENSIONS,
+    content_hash,
+    is_image_name,
+    list_images,
+    natural_key,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "ImageStore",
+    "content_hash",
+    "is_image_name",
+    "list_images",
+    "load_display",
+    "load_rgb",
+    "natural_key",
+    "read_size",
+]
+
+MAX_PIXELS = 1_000_000_000
+"""Largest image (width x height) we decode; a 20000x20000 scan is 400 million."""
+
+_ORIENTATION_TAG = 0x0112
+_T = Image.Transpose
+# EXIF orientation -> the transpose that turns the stored pixels upright.
+_UPRIGHT = {
+    2: _T.FLIP_LEFT_RIGHT,
+    3: _T.ROTATE_180,
+    4: _T.FLIP_TOP_BOTTOM,
+    5: _T.TRANSPOSE,
+    6: _T.ROTATE_270,
+    7: _T.TRANSVERSE,
+    8: _T.ROTATE_90,
+}
+_STRIP_BYTES = 32 << 20  # pixels are copied into numpy this many bytes at a time
+
+_limit_lock = threading.Lock()
+_limit_users = 0
+_limit_saved: int | None = None
+_limit_raised = False
+
+
+@contextmanager
+def _pixel_limit() -> Iterator[None]:
+    """Raise Pillow's decompression-bomb limit to :data:`MAX_PIXELS` while we read.
+
+    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS`` (179 megapixels
+    by default) as possible decompression bombs. Scans and orthophotos of
+    20000x20000 are real images a person labels, so our loader deliberately
+    raises the limit, only while one of its reads is running, and puts the old
+    value back when the last one ends. Pillow still refuses anything past twice
+    our limit, and :func:`_open` refuses anything past it with a plain reason.
+    """
+    global _limit_users, _limit_saved, _limit_raised
+    with _limit_lock:
+        if _limit_users == 0:
+            current = Image.MAX_IMAGE_PIXELS
+            _limit_raised = current is not None and current < MAX_PIXELS
+            if _limit_raised:
+                _limit_saved = current
+                Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        _limit_users += 1
+    try:
+        yield
+    finally:
+        with _limit_lock:
+            _limit_users -= 1
+            # Put the old value back unless somebody else changed it meanwhile.
+            if _limit_users == 0 and _limit_raised and Image.MAX_IMAGE_PIXELS == MAX_PIXELS:
+                Image.MAX_IMAGE_PIXELS = _limit_saved
+                _limit_raised = False
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason a person understands for why ``exc`` stopped a read."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "is a folder, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "image too large to decode"
+    if isinstance(exc, MemoryError):
+        return "not enough memory to decode"
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return "truncated file"
+    return f"cannot decode ({text[:120]})"
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Run a read with our pixel limit; any failure becomes ``ImageReadError(path)``."""
+    try:
+        with _pixel_limit():
+            yield
+    except ImageReadError:
+        raise
+    except Exception as exc:  # Pillow's plugins raise many types for a bad file
+        raise ImageReadError(path, _reason(exc)) from exc
+
+
+def _open(path: Path) -> Image.Image:
+    """Open ``path`` lazily (header only) and refuse empty or oversized files."""
+    if os.stat(path).st_size == 0:
+        raise ImageReadError(path, "empty file")
+    image = Image.open(path)
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        image.close()
+        limit = MAX_PIXELS // 1_000_000
+        raise ImageReadError(path, f"image too large ({width}x{height}, over {limit} megapixels)")
+    return image
+
+
+def _tiff_orients_itself() -> bool:
+    """Whether this Pillow turns TIFFs upright itself.
+
+    Recent releases report a TIFF's upright size on open and transpose its
+    pixels on load, so applying the orientation tag again would undo it.
+    """
+    buffer = io.BytesIO()
+    Image.new("L", (2, 1)).save(buffer, "TIFF", tiffinfo={_ORIENTATION_TAG: 6})
+    buffer.seek(0)
+    with Image.open(buffer) as probe:
+        return probe.size == (1, 2)
+
+
+_TIFF_ORIENTS_ITSELF = _tiff_orients_itself()
+
+
+def _orientation(image: Image.Image) -> int:
+    """EXIF orientation 1..8 still to apply to an opened image, read without decoding."""
+    if image.format == "TIFF" and _TIFF_ORIENTS_ITSELF:
+        return 1
+    # PngImageFile.getexif() decodes the whole file when no eXIf chunk came
+    # before the pixel data, so for PNG only a chunk already seen is read.
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block must not make the pixels unreadable
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """Map finite ``values`` linearly from their min..max onto 0..255 uint8."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    low = float(values[finite].min())
+    high = float(values[finite].max())
+    span = high - low if high > low else 1.0
+    scaled = (np.where(finite, values, low) - low) * (255.0 / span)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """The decoded ``image`` as mode ``L`` or ``RGB`` (see the module docstring)."""
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode in ("1", "LA", "La"):
+        return image.convert("L")
+    if mode in ("P", "PA") and "transparency" in image.info:
+        return image.convert("RGBA").convert("RGB")
+    if mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if mode == "I":
+        values = np.asarray(image)
+        if values.size and values.min() >= 0 and values.max() <= 0xFFFF:
+            return Image.fromarray((values >> 8).astype(np.uint8))
+        return Image.fromarray(_stretch(values))
+    if mode == "F":
+        values = np.asarray(image)
+        finite = values[np.isfinite(values)]
+        if finite.size and finite.min() >= 0 and finite.max() <= 255:
+            gain = 255.0 if finite.max() <= 1 else 1.0
+            scaled = np.where(np.isfinite(values), values, 0) * gain
+            return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+        return Image.fromarray(_stretch(values))
+    try:
+        return image.convert("RGB")
+    except ValueError:
+        raise ValueError(f"unsupported pixel mode {mode}") from None
+
+
+def _to_array(image: Image.Image) -> np.ndarray:
+    """Copy an ``L`` or ``RGB`` image into a new writable ``(H, W, 3)`` uint8 array.
+
+    Large images are copied in strips so that no second full-size buffer is
+    made on the way (``np.asarray`` would first copy the whole image to bytes).
+    """
+    width, height = image.size
+    out = np.empty((height, width, 3), np.uint8)
+    rows = max(1, _STRIP_BYTES // (4 * width))
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        strip = image if rows >= height else image.crop((0, top, width, bottom))
+        pixels = np.asarray(strip)
+        if pixels.ndim == 3:
+            out[top:bottom] = pixels
+        else:  # one channel at a time: a stride-0 broadcast copy is several times slower
+            for channel in range(3):
+                out[top:bottom, :, channel] = pixels
+    return out
+
+
+def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
+    """Decode ``path`` upright, at most ``max_side`` pixels on its longer side."""
+    with _reading(path), _open(path) as image:
+        orientation = _orientation(image)
+        width, height = image.size  # stored frame; the scale is the same in both
+        scale = 1.0
+        target = None
+        if max_side is not None and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+            target = (max(1, round(width * scale)), max(1, round(height * scale)))
+            # JPEG: libjpeg decodes straight at 1/2, 1/4 or 1/8 of the size, the
+            # smallest that is still >= target. Other formats ignore the draft.
+            image.draft(image.mode, target)
+        image.load()
+        pixels = _to_8bit(image)
+        if pixels is not image:
+            image.close()  # frees the decoded source now, not when the block ends
+        if target is not None and pixels.size != target:
+            # reducing_gap: shrink by an integer factor with reduce() first, then
+            # resample the last step, instead of filtering at full resolution.
+            pixels = pixels.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        if orientation in _UPRIGHT:
+            pixels = pixels.transpose(_UPRIGHT[orientation])
+        return _to_array(pixels), scale
+
+
+def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Upright ``(width, height)`` in pixels, from the file header only.
+
+    EXIF orientations 5 to 8 turn the picture a quarter, so width and height
+    swap. Raises :class:`ImageReadError` for a missing, empty or non-image file.
+    """
+    path = Path(path)
+    with _reading(path), _open(path) as image:
+        width, height = image.size
+        return (height, width) if _orientation(image) >= 5 else (width, height)
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode ``path`` at full resolution: ``(H, W, 3)`` uint8 RGB, upright.
+
+    ``H`` and ``W`` are :func:`read_size` in the upright frame. The array is
+    new and writable. Raises :class:`ImageReadError` naming the file.
+    """
+    return _decode(Path(path), None)[0]
+
+
+def load_display(path: str | os.PathLike[str], max_side: int = 4096) -> tuple[np.ndarray, float]:
+    """A display proxy of ``path``: upright RGB uint8 with longer side <= ``max_side``.
+
+    Returns ``(proxy, scale)`` where ``scale`` is proxy pixels per image pixel
+    (1.0 and the full image when it already fits): image point ``(x, y)`` is at
+    ``(x * scale, y * scale)`` in the proxy. JPEGs are decoded directly at a
+    reduced size; other formats are decoded once at full size in their own
+    mode and shrunk before conversion to RGB. Masks stay full resolution.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}")
+    return _decode(Path(path), max_side)
+
+
+class ImageStore:
+    """Decoded images kept in memory, least recently used dropped past ``max_bytes``.
+
+    ``get(path)`` returns what ``loader`` (default :func:`load_rgb`: upright
+    ``(H, W, 3)`` uint8) makes of the file, decoding it only the first time;
+    an image revisited while still cached is not read from disk again. Safe to
+    share between the GUI thread and the inference worker: two threads asking
+    for the same image at once wait for one decode. Cached arrays are shared,
+    so they are read-only; copy one before drawing on it. A failed decode is
+    not cached: the error is raised to every waiter and the next ``get``
+    tries again. An image larger than ``max_bytes`` is returned but not kept.
+    """
+
+    def __init__(
+        self,
+        max_bytes: int = 1 << 30,
+        loader: Callable[[Path], np.ndarray] = load_rgb,
+    ) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self._loader = loader
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, Future[np.ndarray]] = {}
+        self._nbytes = 0
+
+    @staticmethod
+    def _key(path: str | os.PathLike[str]) -> str:
+        return os.path.abspath(os.fspath(path))
+
+    def get(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """The decoded image of ``path``; raises :class:`ImageReadError` naming it."""
+        key = self._key(path)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+            pending = self._pending.get(key)
+            if pending is None:
+                future: Future[np.ndarray] = Future()
+                self._pending[key] = future
+        if pending is not None:
+            return pending.result()
+        try:
+            image = self._loader(Path(path))
+            image.setflags(write=False)
+        except BaseException as exc:
+            with self._lock:
+                if self._pending.get(key) is future:
+                    del self._pending[key]
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            # discard() or clear() during the decode means the file may have
+            # changed: hand this result to its waiters but do not keep it.
+            if self._pending.get(key) is future:
+                del self._pending[key]
+                self._insert(key, image)
+        future.set_result(image)
+        return image
+
+    def _insert(self, key: str, image: np.ndarray) -> None:
+        """Cache ``image`` and evict the least recently used past the bound (lock held)."""
+        if image.nbytes > self.max_bytes:
+            return
+        self._cache[key] = image
+        self._nbytes += image.nbytes
+        while self._nbytes > self.max_bytes:
+            _, evicted = self._cache.popitem(last=False)
+            self._nbytes -= evicted.nbytes
+
+    def peek(self, path: str | os.PathLike[str]) -> np.ndarray | None:
+        """The cached image of ``path`` or ``None``; never decodes."""
+        with self._lock:
+            return self._cache.get(self._key(path))
+
+    def discard(self, path: str | os.PathLike[str]) -> None:
+        """Forget ``path`` (its file changed); the next ``get`` decodes it again."""
+        key = self._key(path)
+        with self._lock:
+            image = self._cache.pop(key, None)
+            if image is not None:
+                self._nbytes -= image.nbytes
+            self._pending.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every image."""
+        with self._lock:
+            self._cache.clear()
+            self._pending.clear()
+            self._nbytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of pixel data held now (at most ``max_bytes``)."""
+        with self._lock:
+            return self._nbytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str | os.PathLike):
+            return False
+        with self._lock:
+            return self._key(path) in self._cache
