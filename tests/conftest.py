@@ -12,19 +12,6 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 
 
-def _guard_pyside_bools() -> None:
-    """PySide6 6.12.0's ``emit()`` drops a reference to ``True`` on Python 3.11;
-    without this a long test run aborts at exit (see samdesk.views.app)."""
-    try:
-        from samdesk.views.app import guard_pyside_bool_refcounts
-    except ImportError:  # no Qt installed
-        return
-    guard_pyside_bool_refcounts()
-
-
-_guard_pyside_bools()
-
-
 @pytest.fixture(autouse=True)
 def _no_dangling_qthreads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fail any test that leaves a QThread running (as napari's conftest does).

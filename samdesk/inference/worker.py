@@ -14,17 +14,15 @@ ndv's generation counter do. Every signal carries one dataclass from
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, SignalInstance, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from samdesk.errors import SamdeskError
 from samdesk.images import load_rgb
@@ -55,37 +53,6 @@ log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[str, Path | None, str], Any]
 ImageLoader = Callable[[Path], np.ndarray]
-
-
-def _emit_drops_a_bool() -> bool:
-    """Whether ``SignalInstance.emit`` hands back ``True`` without owning a reference.
-
-    PySide6 6.12 on Python 3.11 does (bools are not immortal before 3.12):
-    each emit then takes one reference from ``True`` and, a few thousand
-    emits later, the interpreter aborts with ``bool_dealloc``.
-    """
-
-    class _Probe(QObject):
-        ping = Signal()
-
-    probe = _Probe()
-    before = sys.getrefcount(True)
-    results = [probe.ping.emit() for _ in range(8)]  # each should hold a reference
-    drops = sys.getrefcount(True) - before < len(results)
-    if drops:
-        for result in results:
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(result))
-    return drops
-
-
-_EMIT_DROPS_A_BOOL = _emit_drops_a_bool()
-
-
-def emit(signal: SignalInstance, *args: object) -> None:
-    """``signal.emit(*args)``, giving back the reference a buggy PySide6 takes from the result."""
-    result = signal.emit(*args)
-    if _EMIT_DROPS_A_BOOL and type(result) is bool:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(result))
 
 
 class InferenceWorker(QObject):
@@ -133,7 +100,7 @@ class InferenceWorker(QObject):
             self.active = False
             if self._worked:
                 self._worked = False
-                emit(self.idle)
+                self.idle.emit()
             return
         self._worked = True
         self._run(job)
@@ -164,11 +131,11 @@ class InferenceWorker(QObject):
             if not isinstance(exc, SamdeskError):
                 log.exception("%s failed", doing)
             message = one_line(exc, doing)
-            emit(self.failed, Failure(job.request_id, message))
+            self.failed.emit(Failure(job.request_id, message))
             if isinstance(job, Encode):
-                emit(self.embedding_state, EmbeddingState(job.image.key, "failed", job.request_id))
+                self.embedding_state.emit(EmbeddingState(job.image.key, "failed", job.request_id))
                 for dropped in self._queue.drop_image(job.image.key):
-                    emit(self.failed, Failure(dropped, message))
+                    self.failed.emit(Failure(dropped, message))
 
     def _set_model(self, job: SetModel) -> None:
         spec = get_spec(job.name)
@@ -179,7 +146,7 @@ class InferenceWorker(QObject):
             self._segmenter, self._segmenter_key = engine, model_key(job.name, job.checkpoint)
             self._last = None
             self._queue.refocus()  # the image in focus needs the new model's embedding
-        emit(self.model_loaded, ModelLoaded(job.request_id, job.name, spec.kind, job.device))
+        self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, job.device))
 
     def _embedding(self, image: ImageRef, request_id: int) -> tuple[Embedding, str, float]:
         """The segmenter's embedding of ``image``, its source and the encode seconds."""
@@ -191,7 +158,7 @@ class InferenceWorker(QObject):
         found = self._cache.lookup(self._segmenter_key, image.key)
         seconds = 0.0
         if found is None:
-            emit(self.embedding_state, EmbeddingState(image.key, "computing", request_id))
+            self.embedding_state.emit(EmbeddingState(image.key, "computing", request_id))
             start = time.perf_counter()
             embedding = self._segmenter.embed(self._decode(image))
             seconds = time.perf_counter() - start
@@ -209,15 +176,15 @@ class InferenceWorker(QObject):
     def _encode(self, job: Encode) -> None:
         _, source, seconds = self._embedding(job.image, job.request_id)
         state = EmbeddingState(job.image.key, "ready", job.request_id, source, seconds)
-        emit(self.embedding_state, state)
+        self.embedding_state.emit(state)
         if job.reason == "prefetch":
             message = f"encoded {job.image.path.name}"
-            emit(self.progress, Progress(job.request_id, job.position, job.total, message))
+            self.progress.emit(Progress(job.request_id, job.position, job.total, message))
 
     def _predict(self, job: Predict) -> None:
         embedding, _, _ = self._embedding(job.image, job.request_id)
         prediction = self._segmenter.predict(embedding, job.prompts, job.mask_input, job.multimask)
-        emit(self.predicted, PredictResult(job.request_id, job.image.key, job.prompts, prediction))
+        self.predicted.emit(PredictResult(job.request_id, job.image.key, job.prompts, prediction))
 
     def _detect(self, job: DetectSegment) -> None:
         if self._detector is None:
@@ -234,7 +201,7 @@ class InferenceWorker(QObject):
                 embedding, Prompts(boxes=boxes), None, job.multimask  # type: ignore[arg-type]
             )
         result = DetectResult(job.request_id, job.image.key, job.text, found, prediction)
-        emit(self.detected, result)
+        self.detected.emit(result)
 
 
 def _on_image(found: Detections, size: tuple[int, int]) -> Detections:
@@ -307,7 +274,7 @@ class InferenceClient(QObject):
         thread.finished.connect(worker.deleteLater)
         self._thread, self._worker = thread, worker
         thread.start()
-        emit(self._wake)
+        self._wake.emit()
 
     def stop(self) -> None:
         """Drop pending work, let the running job finish, and end the thread."""
@@ -347,7 +314,7 @@ class InferenceClient(QObject):
         """Make ``image`` current: it is encoded next, work on other images is dropped."""
         self._focused = image
         request_id = self._submit("focus", FocusImage(next(self._ids), image))
-        emit(self.embedding_state, EmbeddingState(image.key, "queued", request_id))
+        self.embedding_state.emit(EmbeddingState(image.key, "queued", request_id))
         return request_id
 
     def predict(
@@ -389,7 +356,7 @@ class InferenceClient(QObject):
     def _submit(self, kind: str, request: Any) -> int:
         self._latest[kind] = request.request_id
         self._queue.put(request)
-        emit(self._wake)
+        self._wake.emit()
         return request.request_id
 
     # -- results -----------------------------------------------------------
@@ -402,30 +369,30 @@ class InferenceClient(QObject):
     @Slot(object)
     def _on_model_loaded(self, result: ModelLoaded) -> None:
         if self._current(f"model:{result.slot}", result.request_id):
-            emit(self.model_loaded, result)
+            self.model_loaded.emit(result)
 
     @Slot(object)
     def _on_predicted(self, result: PredictResult) -> None:
         if self._current("predict", result.request_id, result.image_key):
-            emit(self.predicted, result)
+            self.predicted.emit(result)
 
     @Slot(object)
     def _on_detected(self, result: DetectResult) -> None:
         if self._current("detect", result.request_id, result.image_key):
-            emit(self.detected, result)
+            self.detected.emit(result)
 
     @Slot(object)
     def _on_embedding_state(self, state: EmbeddingState) -> None:
         if self._thread is not None and self._focused is not None:
             if state.image_key == self._focused.key:
-                emit(self.embedding_state, state)
+                self.embedding_state.emit(state)
 
     @Slot(object)
     def _on_progress(self, progress: Progress) -> None:
         if self._current("prefetch", progress.request_id):
-            emit(self.progress, progress)
+            self.progress.emit(progress)
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
         if self._thread is not None and failure.request_id in self._latest.values():
-            emit(self.failed, failure)
+            self.failed.emit(failure)

@@ -1,0 +1,181 @@
+"""Export and import from the File menu, run off the GUI thread with a progress dialog.
+
+:class:`ExportDialog` asks for the format, the output path and whether to
+export only the images marked done. The export itself runs in a
+:class:`BackgroundJob` (a QThread) while a window-modal QProgressDialog shows
+``done / total`` images; Cancel asks the exporter to stop at the next image.
+Importing a COCO file works the same way. The window never freezes: the GUI
+thread only receives progress signals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QThread, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QProgressDialog,
+    QPushButton,
+    QWidget,
+)
+
+from samdesk.export import FORMATS, ExportOptions, export, import_coco
+from samdesk.project import Project
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's progress callback after Cancel was pressed."""
+
+
+class BackgroundJob(QThread):
+    """Runs ``work(progress, cancelled)`` on its own thread.
+
+    ``work`` calls ``progress(done, total)`` as it goes and may poll
+    ``cancelled()``; the result or the one-line error comes back as a signal
+    on the GUI thread.
+    """
+
+    progressed = Signal(int, int)
+    succeeded = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, work: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._work = work
+        self._cancel = False
+
+    def cancel(self) -> None:
+        self._cancel = True
+
+    def run(self) -> None:
+        try:
+            result = self._work(self.progressed.emit, lambda: self._cancel)
+        except JobCancelled:
+            self.failed.emit("cancelled")
+        except Exception as exc:  # reported to the person, one line
+            self.failed.emit(str(exc) or type(exc).__name__)
+        else:
+            self.succeeded.emit(result)
+
+
+def run_with_progress(parent: QWidget, title: str, work: Callable[..., Any],
+                      done: Callable[[Any], None], failed: Callable[[str], None]) -> BackgroundJob:
+    """Start ``work`` in a :class:`BackgroundJob` behind a cancellable progress dialog."""
+    dialog = QProgressDialog(title, "Cancel", 0, 0, parent)
+    dialog.setWindowTitle(title)
+    dialog.setMinimumDuration(300)
+    dialog.setAutoClose(False)
+    dialog.setAutoReset(False)
+    job = BackgroundJob(work, parent)
+
+    def progress(count: int, total: int) -> None:
+        dialog.setMaximum(max(total, 1))
+        dialog.setValue(min(count, max(total, 1)))
+        dialog.setLabelText(f"{title}: {count} / {total}")
+
+    def finish(callback: Callable[[Any], None], value: Any) -> None:
+        dialog.close()
+        job.wait()
+        job.deleteLater()
+        callback(value)
+
+    job.progressed.connect(progress)
+    job.succeeded.connect(lambda result: finish(done, result))
+    job.failed.connect(lambda message: finish(failed, message))
+    dialog.canceled.connect(job.cancel)
+    job.start()
+    return job
+
+
+class ExportDialog(QDialog):
+    """Format, output path, "only images marked done"."""
+
+    def __init__(self, project: Project, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self.project = project
+        self.format_combo = QComboBox()
+        for fmt in FORMATS.values():
+            self.format_combo.addItem(fmt.name, fmt.name)
+            self.format_combo.setItemData(self.format_combo.count() - 1, fmt.description,
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.path_edit = QLineEdit()
+        browse = QPushButton("Browse…")
+        self.only_done = QCheckBox("Only images marked done")
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        form = QFormLayout(self)
+        form.addRow("Format", self.format_combo)
+        form.addRow("Write to", path_row)
+        form.addRow("", self.only_done)
+        form.addRow(buttons)
+        browse.clicked.connect(self._browse)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self.format_combo.currentIndexChanged.connect(self._default_path)
+        self._default_path()
+
+    def _default_path(self) -> None:
+        fmt = FORMATS[self.format_combo.currentData()]
+        name = f"export-{fmt.name}" if fmt.out_is_folder else f"{fmt.name}.json"
+        self.path_edit.setText(str(self.project.folder / "export" / name))
+
+    def _browse(self) -> None:
+        fmt = FORMATS[self.format_combo.currentData()]
+        if fmt.out_is_folder:
+            chosen = QFileDialog.getExistingDirectory(self, "Export folder", self.path_edit.text())
+        else:
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export file", self.path_edit.text(),
+                                                    "COCO JSON (*.json)")
+        if chosen:
+            self.path_edit.setText(chosen)
+
+    def options(self) -> tuple[str, Path, bool]:
+        """``(format name, output path, only done)`` as chosen."""
+        return (self.format_combo.currentData(), Path(self.path_edit.text()).expanduser(),
+                self.only_done.isChecked())
+
+
+def start_export(parent: QWidget, project: Project, format_name: str, out: Path,
+                 only_done: bool, report: Callable[[str], None]) -> BackgroundJob:
+    """Export in the background; ``report`` gets the summary's lines or the error."""
+
+    def work(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Any:
+        return export(project, format_name,
+                      ExportOptions(out=out, only_done=only_done, progress=progress,
+                                    cancel=cancelled))
+
+    return run_with_progress(parent, f"Exporting {format_name}", work,
+                             lambda summary: report("\n".join(summary.lines())),
+                             lambda message: report(f"Export failed: {message}"))
+
+
+def start_import(parent: QWidget, project: Project, json_path: Path,
+                 report: Callable[[str], None]) -> BackgroundJob:
+    """Import a COCO file in the background (one undo step); Cancel stops it unwritten."""
+
+    def work(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Any:
+        def step(done: int, total: int) -> None:
+            if cancelled():
+                raise JobCancelled()
+            progress(done, total)
+
+        return import_coco(project, json_path, progress=step)
+
+    return run_with_progress(parent, f"Importing {json_path.name}", work,
+                             lambda summary: report("\n".join(summary.lines())),
+                             lambda message: report(f"Import failed: {message}"))

@@ -1,0 +1,246 @@
+"""The model dialog: segmentation engine, device, text detector, and checkpoints.
+
+Every model the registry knows is listed with where its checkpoint is (or
+"not installed"). "Fetch" downloads the selected model's official file with a
+progress bar, and "Add file…" registers a checkpoint a person already has;
+both run on a :class:`~samdesk.views.export_dialog.BackgroundJob`, so the
+window stays responsive. Only installed models can be chosen. The choice is
+kept in QSettings; the window hands it to the inference client, whose worker
+loads the model while the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from samdesk.inference import models, paths, registry
+from samdesk.inference.base import EngineError
+from samdesk.inference.fetch import fetch, format_bytes
+from samdesk.inference.registry import DETECTOR, SEGMENTER
+from samdesk.views.export_dialog import BackgroundJob, JobCancelled
+
+DEFAULT_SEGMENTER = "grabcut"
+DEVICES = (("Auto", "auto"), ("GPU", "gpu"), ("CPU", "cpu"))
+NAME_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Registry names of the segmenter and the detector (None: no text prompts)."""
+
+    segmenter: str = DEFAULT_SEGMENTER
+    device: str = "auto"
+    detector: str | None = None
+
+
+def available(name: str) -> bool:
+    """Whether model ``name`` can be loaded now (installed, or needs no file)."""
+    spec = registry.MODELS.get(name)
+    return spec is not None and (not spec.needs_checkpoint or models.installed(name) is not None)
+
+
+def load_choice(settings: QSettings) -> ModelChoice:
+    """The saved choice; a model no longer installed falls back (GrabCut, no detector)."""
+    segmenter = str(settings.value("model/segmenter", DEFAULT_SEGMENTER))
+    device = str(settings.value("model/device", "auto"))
+    detector = settings.value("model/detector", "") or None
+    if not available(segmenter) or registry.MODELS[segmenter].kind != SEGMENTER:
+        segmenter = DEFAULT_SEGMENTER
+    if detector is not None and not available(str(detector)):
+        detector = None
+    if device not in {d for _, d in DEVICES}:
+        device = "auto"
+    return ModelChoice(segmenter, device, detector)
+
+
+def save_choice(settings: QSettings, choice: ModelChoice) -> None:
+    settings.setValue("model/segmenter", choice.segmenter)
+    settings.setValue("model/device", choice.device)
+    settings.setValue("model/detector", choice.detector or "")
+
+
+def fetch_files(name: str, progress: Callable[[int, int], None],
+                cancelled: Callable[[], bool]) -> list[Path]:
+    """Download model ``name`` (and the tokenizer files a detector needs) where
+    :func:`samdesk.inference.models.installed` finds them. ``progress`` gets
+    bytes done and total (0 when unknown); Cancel keeps the ``.part`` file for resume."""
+    spec = registry.get_spec(name)
+    if spec.url is None:
+        raise EngineError(f"model {name} has no download URL")
+    wanted: list[tuple[str, Path, int | None, str | None]] = []
+    if models.installed(name) is None:
+        wanted.append((spec.url, models.default_path(spec), spec.size, spec.sha256))
+    if spec.family in registry.FAMILIES_NEEDING_BERT:
+        wanted += [(f.url, paths.bert_dir() / f.filename, f.size, f.sha256)
+                   for f in registry.BERT_FILES if not (paths.bert_dir() / f.filename).is_file()]
+
+    def step(done: int, total: int | None) -> None:
+        if cancelled():
+            raise JobCancelled()
+        progress(done, total or 0)
+
+    return [fetch(url, dest, size, sha, progress=step) for url, dest, size, sha in wanted]
+
+
+class ModelDialog(QDialog):
+    """Choose engine, device and detector; fetch or add checkpoints."""
+
+    def __init__(self, choice: ModelChoice, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Models")
+        self.resize(640, 420)
+        self.segmenter = QComboBox()
+        self.device = QComboBox()
+        for text, value in DEVICES:
+            self.device.addItem(text, value)
+        self.device.setCurrentIndex(max(0, self.device.findData(choice.device)))
+        self.detector = QComboBox()
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Model", "Kind", "Checkpoint"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setColumnWidth(0, 200)
+        self.fetch_button = QPushButton("Fetch")
+        self.add_button = QPushButton("Add file…")
+        self.progress = QProgressBar()
+        self.progress.hide()
+        self.state = QLabel(f"Checkpoints live in {paths.models_dir()}")
+        self.state.setWordWrap(True)
+        self.job: BackgroundJob | None = None
+
+        form = QFormLayout()
+        form.addRow("Segmentation", self.segmenter)
+        form.addRow("Device", self.device)
+        form.addRow("Text detector", self.detector)
+        row = QHBoxLayout()
+        row.addWidget(self.fetch_button)
+        row.addWidget(self.add_button)
+        row.addWidget(self.progress, 1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.tree, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.state)
+        layout.addWidget(buttons)
+        self.fetch_button.clicked.connect(self._fetch)
+        self.add_button.clicked.connect(self._add)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self.refresh(choice)
+
+    def refresh(self, choice: ModelChoice | None = None) -> None:
+        """Re-read what is installed and fill the list and the combos."""
+        choice = choice or self.choice()
+        self.tree.clear()
+        self.segmenter.clear()
+        self.detector.clear()
+        self.detector.addItem("None (no text prompts)", "")
+        for spec in registry.MODELS.values():
+            path = models.installed(spec.name) if spec.needs_checkpoint else None
+            where = ("built in" if not spec.needs_checkpoint
+                     else str(path) if path else "not installed")
+            item = QTreeWidgetItem([spec.title, spec.kind, where])
+            item.setData(0, NAME_ROLE, spec.name)
+            self.tree.addTopLevelItem(item)
+            if available(spec.name):
+                combo = self.detector if spec.kind == DETECTOR else self.segmenter
+                combo.addItem(spec.title, spec.name)
+        self.segmenter.setCurrentIndex(max(0, self.segmenter.findData(choice.segmenter)))
+        self.detector.setCurrentIndex(max(0, self.detector.findData(choice.detector or "")))
+
+    def choice(self) -> ModelChoice:
+        return ModelChoice(self.segmenter.currentData() or DEFAULT_SEGMENTER,
+                           self.device.currentData() or "auto",
+                           self.detector.currentData() or None)
+
+    def selected_name(self) -> str | None:
+        item = self.tree.currentItem()
+        return None if item is None else str(item.data(0, NAME_ROLE))
+
+    # ------------------------------------------------------------- background
+    def _run(self, title: str, work: Callable[..., Any]) -> None:
+        if self.job is not None:
+            return
+        self.fetch_button.setEnabled(False)
+        self.add_button.setEnabled(False)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.state.setText(title)
+        self.job = BackgroundJob(work, self)
+        self.job.progressed.connect(self._progressed)
+        self.job.succeeded.connect(lambda _result: self._finished(f"{title}: done"))
+        self.job.failed.connect(lambda message: self._finished(f"{title}: {message}"))
+        self.job.start()
+
+    def _progressed(self, done: int, total: int) -> None:
+        if total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * done / total))
+        self.progress.setFormat(f"{format_bytes(done)}"
+                                + (f" / {format_bytes(total)}" if total else ""))
+
+    def _finished(self, text: str) -> None:
+        if self.job is not None:
+            self.job.wait()
+            self.job.deleteLater()
+            self.job = None
+        self.progress.hide()
+        self.fetch_button.setEnabled(True)
+        self.add_button.setEnabled(True)
+        self.state.setText(text)
+        self.refresh()
+
+    def _fetch(self) -> None:
+        name = self.selected_name()
+        if name is None or not registry.MODELS[name].needs_checkpoint:
+            self.state.setText("Select a model that needs a checkpoint first")
+            return
+        self._run(f"Fetching {name}", lambda progress, cancelled:
+                  fetch_files(name, progress, cancelled))
+
+    def _add(self) -> None:
+        name = self.selected_name()
+        if name is None or not registry.MODELS[name].needs_checkpoint:
+            self.state.setText("Select the model the file is a checkpoint of first")
+            return
+        path, _ = QFileDialog.getOpenFileName(self, f"Checkpoint of {name}", str(Path.home()),
+                                              "PyTorch checkpoints (*.pt *.pth);;All files (*)")
+        if path:
+            self.add_file(name, Path(path))
+
+    def add_file(self, name: str, path: Path) -> None:
+        """Register ``path`` as the checkpoint of ``name`` (checked off the GUI thread)."""
+        self._run(f"Adding {path.name}", lambda progress, cancelled: models.add(name, path))
+
+    def done(self, result: int) -> None:  # noqa: D401 (Qt name)
+        """Close, cancelling a download in flight (its .part file stays)."""
+        job, self.job = self.job, None
+        if job is not None:
+            job.progressed.disconnect()
+            job.succeeded.disconnect()
+            job.failed.disconnect()
+            job.cancel()
+            job.wait()
+            job.deleteLater()
+        super().done(result)

@@ -1,0 +1,354 @@
+"""The annotation session: what a person is working on, with no widgets of its own.
+
+A :class:`Session` holds the open image, the prompts being placed (points
+(x, y) and one box XYXY, in upright image pixels), the candidate masks the
+model returned for them, the selected layers and the default label. It turns
+gestures into inference requests through the
+:class:`~samdesk.inference.worker.InferenceClient` (never running a model
+itself), turns accepted candidates and brush strokes into project edits, and
+tells the canvas (any object with ``set_image``, ``set_layers``,
+``set_candidate`` and ``set_prompt_markers``) what to draw. Docks and the
+status bar listen to its signals. Project changes made anywhere (undo, an
+import on another thread) come back through :meth:`Project.subscribe` and are
+re-read on the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from samdesk import masks
+from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
+from samdesk.errors import ImageReadError
+from samdesk.images import ImageStore, load_display
+from samdesk.inference.base import Point, Prompts
+from samdesk.inference.requests import DetectResult, EmbeddingState, ImageRef, PredictResult
+from samdesk.inference.worker import InferenceClient
+from samdesk.project import Project, ProjectEvent
+from samdesk.views.session_layers import LayerEdits
+
+CANDIDATE_COLOR = "#00e5ff"
+PREFETCH_AHEAD = 2
+DISPLAY_MAX_SIDE = 4096
+Box = tuple[float, float, float, float]
+
+
+def _display(path: Path) -> np.ndarray:
+    """What the canvas shows: the upright image, longer side at most DISPLAY_MAX_SIDE."""
+    return load_display(path, DISPLAY_MAX_SIDE)[0]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One proposed mask: ``mask`` bool ``(H, W)`` in image pixels; ``logits``
+    float32 ``(1, 256, 256)`` for refining (None for GrabCut); ``phrase`` for
+    text-prompt candidates (the label they get)."""
+
+    mask: np.ndarray
+    score: float
+    logits: np.ndarray | None = None
+    phrase: str | None = None
+
+
+class Session(LayerEdits, QObject):
+    """The current image, prompts, candidates, selection and default label."""
+
+    image_changed = Signal(int)  # image id
+    images_changed = Signal()  # statuses or mask counts changed
+    layers_changed = Signal()  # layers of the open image (or the selection) changed
+    labels_changed = Signal()
+    candidates_changed = Signal()
+    detections_changed = Signal(list)  # [(phrase, score)] of text candidates
+    embedding_changed = Signal(str)  # "queued", "computing", "ready", "failed"
+    message = Signal(str)  # one line for the status bar
+    _project_changed = Signal(object)  # ProjectEvent, re-emitted on the GUI thread
+
+    def __init__(self, project: Project, client: InferenceClient, view: Any,
+                 store: ImageStore | None = None) -> None:
+        QObject.__init__(self)
+        self.project, self.client, self.view = project, client, view
+        self.store = store or ImageStore(max_bytes=512 << 20, loader=_display)
+        self.image: ImageRecord | None = None
+        self.ref: ImageRef | None = None
+        self.rgb: np.ndarray | None = None
+        self.points: list[Point] = []
+        self.box: Box | None = None
+        self.candidates: list[Candidate] = []
+        self.candidate_index = 0
+        self.refine_target: int | None = None
+        self.embedding = "none"
+        self.model_name = ""
+        self._pending: int | None = None
+        self._init_layers()
+        labels = project.labels()
+        self.default_label: int | None = labels[0].id if labels else None
+        self._project_changed.connect(self._on_project_event)
+        self._unsubscribe = project.subscribe(self._project_changed.emit)
+        client.predicted.connect(self._on_predicted)
+        client.detected.connect(self._on_detected)
+        client.embedding_state.connect(self._on_embedding)
+        client.model_loaded.connect(self._on_model_loaded)
+
+    def close(self) -> None:
+        """Stop listening to the project and the client."""
+        self._unsubscribe()
+        for signal, slot in ((self.client.predicted, self._on_predicted),
+                             (self.client.detected, self._on_detected),
+                             (self.client.embedding_state, self._on_embedding),
+                             (self.client.model_loaded, self._on_model_loaded)):
+            signal.disconnect(slot)
+
+    # ------------------------------------------------------------------ images
+    def open_image(self, image_id: int) -> bool:
+        """Show image ``image_id``, ask for its embedding, prefetch the next ones."""
+        self.clear_prompts()
+        self.selected = []
+        record = self.project.ensure_image_info(image_id)
+        self.image, self.ref, self.rgb = record, None, None
+        try:
+            if record.error is not None:
+                raise ImageReadError(record.path, record.error)
+            self.rgb = self.store.get(self.project.image_file(record))
+        except ImageReadError as exc:
+            if record.error is None:
+                self.project.mark_error(image_id, exc.reason)
+            self.message.emit(f"{record.path}: {exc.reason}")
+            self.view.set_image(np.zeros((max(record.height or 1, 1), max(record.width or 1, 1),
+                                          3), np.uint8))
+            self._refresh_layers()
+            self.image_changed.emit(image_id)
+            return False
+        self.view.set_image(self.rgb)
+        if record.width and record.height and self.rgb.shape[:2] != (record.height, record.width):
+            self.view.set_image_size(record.width, record.height)
+        self.ref = ImageRef(self.project.image_file(record), record.content_hash or "")
+        self.embedding = "queued"
+        self.client.focus(self.ref)
+        self._prefetch_after(image_id)
+        self._refresh_layers()
+        self.image_changed.emit(image_id)
+        return True
+
+    def _prefetch_after(self, image_id: int) -> None:
+        ids = [r.id for r in self.project.images()]
+        ahead = ids[ids.index(image_id) + 1:][:PREFETCH_AHEAD] if image_id in ids else []
+        refs = []
+        for next_id in ahead:
+            record = self.project.ensure_image_info(next_id)
+            if record.error is None and record.content_hash:
+                refs.append(ImageRef(self.project.image_file(record), record.content_hash))
+        if refs:
+            self.client.prefetch(refs)
+
+    def step_image(self, step: int, order: list[int] | None = None) -> int | None:
+        """Open the image ``step`` places away in ``order`` (default: all images)."""
+        ids = order if order is not None else [r.id for r in self.project.images()]
+        if not ids:
+            return None
+        if self.image is None or self.image.id not in ids:
+            target = ids[0] if step > 0 else ids[-1]
+        else:
+            index = ids.index(self.image.id) + step
+            if not 0 <= index < len(ids):
+                return None
+            target = ids[index]
+        self.open_image(target)
+        return target
+
+    def mark_done(self) -> None:
+        if self.image is not None:
+            self.project.set_status(self.image.id, ImageStatus.DONE)
+            self.message.emit(f"{self.image.path} marked done")
+
+    # ----------------------------------------------------------------- prompts
+    def add_point(self, x: float, y: float, positive: bool = True) -> None:
+        """Add a click at image pixel ``(x, y)`` and ask for masks again."""
+        if self.ref is None:
+            return
+        if self.candidates and self.candidates[0].phrase is not None:
+            self.clear_prompts()
+        self.points.append(Point(float(x), float(y), bool(positive)))
+        self._request()
+
+    def set_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        """Use the box XYXY (any corner order) as the prompt; points may follow."""
+        if self.ref is None:
+            return
+        box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return
+        if self.candidates and self.candidates[0].phrase is not None:
+            self.clear_prompts()
+        self.box = box
+        self._request()
+
+    def _request(self) -> None:
+        assert self.ref is not None
+        prompts = Prompts(tuple(self.points), (self.box,) if self.box else ())
+        single_click = len(self.points) == 1 and self.box is None
+        shown = self.shown_candidate()
+        mask_input = shown.logits if shown is not None and not single_click else None
+        self._pending = self.client.predict(self.ref, prompts, mask_input, single_click)
+        self._show_prompts()
+        if self.embedding != "ready":
+            self.message.emit("Waiting for the image embedding; your prompt is kept")
+
+    def clear_prompts(self) -> None:
+        """Forget the prompts and candidates (Esc); nothing in the project changes."""
+        if self._pending is not None:
+            self.client.cancel(self._pending)
+        self._pending = None
+        self.points, self.box, self.candidates, self.candidate_index = [], None, [], 0
+        self.refine_target = None
+        self._show_prompts()
+        self._show_candidate()
+        self.detections_changed.emit([])
+
+    def cycle_candidate(self, step: int = 1) -> None:
+        """Show the next of the multimask candidates (Tab)."""
+        if len(self.candidates) > 1:
+            self.candidate_index = (self.candidate_index + step) % len(self.candidates)
+            self._show_candidate()
+
+    def show_candidate(self, index: int) -> None:
+        if 0 <= index < len(self.candidates):
+            self.candidate_index = index
+            self._show_candidate()
+
+    def shown_candidate(self) -> Candidate | None:
+        return self.candidates[self.candidate_index] if self.candidates else None
+
+    def detect(self, text: str, box_threshold: float, text_threshold: float) -> None:
+        """Find the objects named in ``text``; each becomes a candidate."""
+        if self.ref is None:
+            return
+        self.clear_prompts()
+        self._pending = self.client.detect(self.ref, text, box_threshold, text_threshold)
+
+    def accept(self, indices: list[int] | None = None) -> list[int]:
+        """Turn the shown candidate into a layer (Enter), or the text candidates
+        at ``indices`` (all by default) into layers labelled by their phrase.
+        Returns the ids of the layers made or changed."""
+        if self.image is None or not self.candidates:
+            return []
+        prompts = {"points": [[p.x, p.y, int(p.positive)] for p in self.points],
+                   "box": list(self.box) if self.box else None, "model": self.model_name}
+        done: list[int] = []
+        if self.candidates[0].phrase is not None:
+            chosen = range(len(self.candidates)) if indices is None else indices
+            with self.project.batch(f"Accept {len(list(chosen))} text masks"):
+                for i in chosen:
+                    cand = self.candidates[i]
+                    label = self._label_named(cand.phrase or "object")
+                    layer = self.project.add_annotation(
+                        self.image.id, masks.encode(cand.mask), label.id, cand.score,
+                        {"text": cand.phrase, "model": self.model_name})
+                    done.append(layer.id)
+        else:
+            cand = self.candidates[self.candidate_index]
+            if self.refine_target is not None:
+                self.project.update_annotation(self.refine_target, rle=masks.encode(cand.mask),
+                                               score=cand.score, prompts=prompts,
+                                               description="Refine mask")
+                done = [self.refine_target]
+            else:
+                layer = self.project.add_annotation(self.image.id, masks.encode(cand.mask),
+                                                    self.default_label, cand.score, prompts)
+                done = [layer.id]
+        self.clear_prompts()
+        self.select(done)
+        return done
+
+    def _label_named(self, name: str) -> Label:
+        return self.project.label_by_name(name) or self.project.add_label(name)
+
+    def refine_selected(self) -> bool:
+        """Edit the selected layer with prompts: its stored points and box come back."""
+        if len(self.selected) != 1 or self.ref is None:
+            return False
+        layer = self.project.annotation(self.selected[0])
+        self.clear_prompts()
+        self.refine_target = layer.id
+        self.points = [Point(float(x), float(y), bool(p))
+                       for x, y, p in layer.prompts.get("points") or []]
+        box = layer.prompts.get("box")
+        self.box = tuple(box) if box else None  # type: ignore[assignment]
+        self.candidates = [Candidate(masks.decode(layer.rle), layer.score or 1.0)]
+        self._show_prompts()
+        self._show_candidate()
+        return True
+
+    # ----------------------------------------------------------------- results
+    def _is_current(self, image_key: str, request_id: int) -> bool:
+        return self.ref is not None and image_key == self.ref.key and request_id == self._pending
+
+    def _on_predicted(self, result: PredictResult) -> None:
+        if not self._is_current(result.image_key, result.request_id):
+            return
+        pred = result.prediction
+        order = np.argsort(-pred.scores[0])
+        self.candidates = [Candidate(pred.masks[0, i], float(pred.scores[0, i]),
+                                     None if pred.logits is None else pred.logits[0, i:i + 1])
+                           for i in order]
+        self.candidate_index = 0
+        self._pending = None
+        self._show_candidate()
+
+    def _on_detected(self, result: DetectResult) -> None:
+        if not self._is_current(result.image_key, result.request_id):
+            return
+        self._pending = None
+        found = result.detections
+        self.candidates = []
+        if result.prediction is not None:
+            best = result.prediction.best()
+            for i, phrase in enumerate(found.phrases):
+                self.candidates.append(Candidate(result.prediction.masks[i, best[i]],
+                                                 float(found.scores[i]), None, phrase or "object"))
+        self.candidate_index = 0
+        self._show_candidate()
+        self.detections_changed.emit([(c.phrase, c.score) for c in self.candidates])
+        if not self.candidates:
+            self.message.emit(f"Nothing found for {result.text!r}")
+
+    def _on_embedding(self, state: EmbeddingState) -> None:
+        if self.ref is not None and state.image_key == self.ref.key:
+            self.embedding = state.status
+            self.embedding_changed.emit(state.status)
+
+    def _on_model_loaded(self, loaded: Any) -> None:
+        if loaded.slot == "segmenter":
+            self.model_name = loaded.name
+            if self.ref is not None:  # the new model encodes the open image again
+                self.embedding = "queued"
+                self.embedding_changed.emit("queued")
+
+    # ------------------------------------------------------------- canvas feed
+    def _show_prompts(self) -> None:
+        self.view.set_prompt_markers([(p.x, p.y, p.positive) for p in self.points], self.box)
+
+    def _show_candidate(self) -> None:
+        shown = self.shown_candidate()
+        self.view.set_candidate(None if shown is None else shown.mask, CANDIDATE_COLOR)
+        self.candidates_changed.emit()
+
+    def _on_project_event(self, event: ProjectEvent) -> None:
+        if "labels" in event.kinds:
+            ids = {lab.id for lab in self.project.labels()}
+            if self.default_label not in ids:
+                self.default_label = min(ids) if ids else None
+            self.labels_changed.emit()
+        if "images" in event.kinds or "annotations" in event.kinds:
+            self.images_changed.emit()
+        if self.image is not None and (
+                "labels" in event.kinds or self.image.id in event.image_ids):
+            self.image = self.project.image(self.image.id)
+            self._refresh_layers()
+
+    def layers(self) -> list[MaskLayer]:
+        return self.project.annotations(self.image.id) if self.image is not None else []

@@ -1,0 +1,89 @@
+"""The status bar: model and device, embedding state, candidate score, cursor.
+
+Permanent fields on the right; one-line messages on the left. A worker error
+is shown once: the same message again within a short time is not repeated,
+and nothing ever opens a modal box. While an embedding is computed the field
+counts the seconds, driven by a QTimer on the GUI thread (the worker gives no
+percentage for one encode).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+EMBEDDING_TEXT = {
+    "none": "no image",
+    "queued": "queued",
+    "computing": "computing",
+    "ready": "ready",
+    "failed": "failed",
+}
+REPEAT_AFTER_S = 10.0
+
+
+class StatusBar(QStatusBar):
+    """Model · embedding · score · cursor, plus transient messages."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = QLabel("Model: none")
+        self.embedding = QLabel("Embedding: no image")
+        self.score = QLabel("")
+        self.cursor = QLabel("")
+        self.cursor.setMinimumWidth(220)
+        for label in (self.score, self.cursor, self.embedding, self.model):
+            self.addPermanentWidget(label)
+        self._state = "none"
+        self._since = 0.0
+        self._last_error: tuple[str, float] | None = None
+        self.ticker = QTimer(self)
+        self.ticker.setInterval(200)
+        self.ticker.timeout.connect(self._tick)
+
+    def set_model(self, name: str, device: str, loading: bool = False) -> None:
+        self.model.setText(f"Model: {name} · {device}" + (" (loading…)" if loading else ""))
+
+    def set_embedding(self, state: str) -> None:
+        """``queued``, ``computing``, ``ready``, ``failed`` or ``none``."""
+        if state != self._state:
+            self._since = time.monotonic()
+        self._state = state
+        if state in ("queued", "computing"):
+            if not self.ticker.isActive():
+                self.ticker.start()
+        else:
+            self.ticker.stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        text = EMBEDDING_TEXT.get(self._state, self._state)
+        if self._state in ("queued", "computing"):
+            text += f" {time.monotonic() - self._since:.1f} s"
+        self.embedding.setText(f"Embedding: {text}")
+
+    def set_score(self, score: float | None, index: int = 0, count: int = 0) -> None:
+        if score is None:
+            self.score.setText("")
+        else:
+            which = f" ({index + 1}/{count}, Tab)" if count > 1 else ""
+            self.score.setText(f"Score {score:.2f}{which}")
+
+    def set_cursor(self, x: float, y: float, under: str | None) -> None:
+        text = f"x {int(x)}, y {int(y)}"
+        self.cursor.setText(text + (f" · {under}" if under else ""))
+
+    def error(self, message: str) -> None:
+        """Show a worker error, unless the same one was just shown."""
+        now = time.monotonic()
+        if self._last_error is not None:
+            last, when = self._last_error
+            if last == message and now - when < REPEAT_AFTER_S:
+                return
+        self._last_error = (message, now)
+        self.showMessage(f"Error: {message}", 10000)
+
+    def note(self, message: str) -> None:
+        self.showMessage(message, 5000)

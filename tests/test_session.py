@@ -1,0 +1,247 @@
+"""The session controller, tested without the window: a recording view and a fake client.
+
+The fake client records every request and lets the test answer it with
+results shaped like the worker's, so what the session sends (prompts,
+``mask_input`` logits, multimask) and what it does with answers (stale ones
+dropped, text candidates labelled by phrase) is checked exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, Signal
+
+from samdesk import masks
+from samdesk.inference.base import Detections, Prediction
+from samdesk.inference.requests import DetectResult, EmbeddingState, PredictResult
+from samdesk.project import Project
+from samdesk.views.session import Session
+
+H, W = 60, 80
+
+
+class FakeClient(QObject):
+    predicted = Signal(object)
+    detected = Signal(object)
+    embedding_state = Signal(object)
+    model_loaded = Signal(object)
+    failed = Signal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[tuple] = []
+        self.cancelled: list[int] = []
+        self._id = 0
+
+    def _next(self, *request: object) -> int:
+        self._id += 1
+        self.requests.append((self._id, *request))
+        return self._id
+
+    def focus(self, image):
+        return self._next("focus", image)
+
+    def prefetch(self, images):
+        return self._next("prefetch", list(images))
+
+    def predict(self, image, prompts, mask_input=None, multimask=True):
+        return self._next("predict", image, prompts, mask_input, multimask)
+
+    def detect(self, image, text, box_threshold=0.3, text_threshold=0.25, multimask=False):
+        return self._next("detect", image, text, box_threshold, text_threshold)
+
+    def cancel(self, request_id: int) -> bool:
+        self.cancelled.append(request_id)
+        return True
+
+    def last(self, kind: str) -> tuple:
+        return next(r for r in reversed(self.requests) if r[1] == kind)
+
+
+class RecordingView:
+    def __init__(self) -> None:
+        self.image = None
+        self.layers: list = []
+        self.candidate = None
+        self.markers = ([], None)
+
+    def set_image(self, rgb):
+        self.image = rgb
+
+    def set_image_size(self, width, height):
+        pass
+
+    def set_layers(self, layers):
+        self.layers = layers
+
+    def set_candidate(self, mask, color="#00e5ff"):
+        self.candidate = mask
+
+    def set_prompt_markers(self, points, box):
+        self.markers = (points, box)
+
+
+def rect(x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    mask = np.zeros((H, W), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def prediction(*candidates: tuple[np.ndarray, float]) -> Prediction:
+    stack = np.stack([m for m, _ in candidates])[None]
+    scores = np.array([[s for _, s in candidates]], np.float32)
+    logits = np.stack([np.full((256, 256), i, np.float32) for i in range(len(candidates))])[None]
+    return Prediction(stack, scores, logits)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, qtbot):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"im{i}.png"), np.full((H, W, 3), 40 * i, np.uint8))
+    project = Project.open(tmp_path)
+    client, view = FakeClient(), RecordingView()
+    session = Session(project, client, view)
+    session.open_image(project.images()[0].id)
+    yield project, client, view, session
+    session.close()
+    project.close()
+
+
+def answer(client: FakeClient, session: Session, pred: Prediction) -> None:
+    request_id, _, image, prompts, *_ = client.last("predict")
+    client.predicted.emit(PredictResult(request_id, image.key, prompts, pred))
+
+
+def test_opening_an_image_focuses_it_and_prefetches_the_next(setup) -> None:
+    project, client, view, session = setup
+    kinds = [r[1] for r in client.requests]
+    assert kinds == ["focus", "prefetch"]
+    assert [ref.path.name for ref in client.last("prefetch")[2]] == ["im1.png", "im2.png"]
+    assert view.image.shape == (H, W, 3)
+    client.embedding_state.emit(EmbeddingState(session.ref.key, "ready"))
+    assert session.embedding == "ready"
+
+
+def test_second_click_refines_with_the_shown_candidates_logits(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    assert client.last("predict")[5] is True  # one click: several candidates
+    answer(client, session, prediction((rect(0, 0, 20, 20), 0.5), (rect(0, 0, 40, 40), 0.9)))
+    assert session.candidates[0].score == pytest.approx(0.9)  # best first
+    session.cycle_candidate()
+    assert np.array_equal(view.candidate, rect(0, 0, 20, 20))
+    session.add_point(30, 30, positive=False)
+    _, _, _, prompts, mask_input, multimask = client.last("predict")
+    assert [(p.x, p.y, p.positive) for p in prompts.points] == [(10, 10, True), (30, 30, False)]
+    assert mask_input.shape == (1, 256, 256) and mask_input[0, 0, 0] == 0  # the shown one
+    assert multimask is False
+    assert view.markers[0] == [(10.0, 10.0, True), (30.0, 30.0, False)]
+
+
+def test_stale_results_are_dropped(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    old_id, _, image, prompts, *_ = client.last("predict")
+    session.add_point(12, 12)
+    client.predicted.emit(PredictResult(old_id, image.key, prompts,
+                                        prediction((rect(0, 0, 5, 5), 1.0))))
+    assert session.candidates == []
+    answer(client, session, prediction((rect(0, 0, 9, 9), 1.0)))
+    assert len(session.candidates) == 1
+
+
+def test_enter_adds_a_layer_with_the_default_label_and_refine_replaces_it(setup) -> None:
+    project, client, view, session = setup
+    label = project.add_label("cat")
+    session.set_box(5, 5, 30, 30)
+    answer(client, session, prediction((rect(5, 5, 30, 30), 0.8)))
+    [ann_id] = session.accept()
+    layer = project.annotation(ann_id)
+    assert layer.label_id == label.id and layer.prompts["box"] == [5, 5, 30, 30]
+    assert np.array_equal(masks.decode(layer.rle), rect(5, 5, 30, 30))
+    assert session.selected == [ann_id] and view.layers[0].selected
+    assert session.refine_selected()
+    assert session.box == (5, 5, 30, 30)
+    session.add_point(40, 40)
+    answer(client, session, prediction((rect(5, 5, 45, 45), 0.9)))
+    assert session.accept() == [ann_id]
+    assert len(project.annotations(session.image.id)) == 1
+    assert np.array_equal(masks.decode(project.annotation(ann_id).rle), rect(5, 5, 45, 45))
+
+
+def test_text_candidates_become_layers_labelled_by_phrase(setup) -> None:
+    project, client, view, session = setup
+    session.detect("dog . cat", 0.3, 0.25)
+    request_id, _, image, text, *_ = client.last("detect")
+    found = Detections(np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
+                       ["dog", "cat"], np.array([0.7, 0.6], np.float32))
+    pred = Prediction(np.stack([rect(0, 0, 10, 10)[None], rect(20, 20, 40, 40)[None]]),
+                      np.array([[0.9], [0.8]], np.float32))
+    shown = []
+    session.detections_changed.connect(shown.append)
+    client.detected.emit(DetectResult(request_id, image.key, text, found, pred))
+    assert shown[-1] == [("dog", pytest.approx(0.7)), ("cat", pytest.approx(0.6))]
+    made = session.accept([1])
+    assert [project.label(project.annotation(i).label_id).name for i in made] == ["cat"]
+    assert project.label_by_name("dog") is None
+    project.undo()
+    assert project.annotations(session.image.id) == []
+
+
+def test_hotkeys_relabel_the_selection_or_set_the_default(setup) -> None:
+    project, client, view, session = setup
+    a, b = project.add_label("a"), project.add_label("b")
+    layer = project.add_annotation(session.image.id, masks.encode(rect(0, 0, 5, 5)), a.id)
+    session.apply_hotkey(b.hotkey)
+    assert session.default_label == b.id
+    assert project.annotation(layer.id).label_id == a.id
+    session.select([layer.id])
+    session.apply_hotkey(a.hotkey)
+    session.apply_hotkey(b.hotkey)
+    assert project.annotation(layer.id).label_id == b.id
+
+
+def test_brush_and_eraser_edit_the_selected_mask(setup) -> None:
+    project, client, view, session = setup
+    session.brush(rect(0, 0, 10, 10), erase=False)  # nothing selected: a new layer
+    [layer] = project.annotations(session.image.id)
+    assert session.selected == [layer.id]
+    session.brush(rect(10, 0, 20, 10), erase=False)
+    session.brush(rect(0, 0, 5, 10), erase=True)
+    assert np.array_equal(masks.decode(project.annotation(layer.id).rle), rect(5, 0, 20, 10))
+    assert session.layer_at(7, 3).id == layer.id and session.layer_at(2, 3) is None
+    session.set_locked(layer.id, True)
+    messages = []
+    session.message.connect(messages.append)
+    session.brush(rect(0, 0, 40, 40), erase=False)
+    assert "locked" in messages[-1]
+    session.undo()  # the lock
+    session.undo()  # the erase
+    assert np.array_equal(masks.decode(project.annotation(layer.id).rle), rect(0, 0, 20, 10))
+
+
+def test_layer_order_merge_and_delete_go_through_the_project(setup) -> None:
+    project, client, view, session = setup
+    ids = [project.add_annotation(session.image.id, masks.encode(rect(i * 10, 0, i * 10 + 5, 5)))
+           .id for i in range(3)]
+    session.move_layer(ids[0], 2)
+    assert [layer.id for layer in view.layers] == [ids[1], ids[2], ids[0]]
+    session.merge_layers([ids[1], ids[2]])
+    assert len(project.annotations(session.image.id)) == 2
+    session.delete_layers()
+    assert len(project.annotations(session.image.id)) == 1
+
+
+def test_step_image_follows_the_given_order(setup) -> None:
+    project, client, view, session = setup
+    ids = [r.id for r in project.images()]
+    assert session.step_image(1) == ids[1]
+    assert session.step_image(1, order=[ids[0], ids[2]]) == ids[0]
+    assert session.step_image(-1) is None
+    session.add_point(3, 3)
+    session.step_image(1)
+    assert session.points == [] and client.cancelled
