@@ -1,0 +1,190 @@
+"""What every exporter shares: options, the summary, atomic writes, and the image walk.
+
+An exporter is a function ``(project, options) -> ExportSummary``. It walks
+the project's images with :func:`walk`, which applies the common rules once:
+
+* ``only_done`` keeps images whose status is "done";
+* an image that cannot be read (status "error", missing file) is skipped
+  and named in the summary;
+* a mask layer with no label, an empty mask, or a mask whose size is not the
+  image's upright size is not exported and is counted in the summary;
+* ``progress(done, total)`` is called after each image, and ``cancel()``
+  returning True stops the walk before the next image.
+
+Annotations are read one image at a time (one query per image, none per
+annotation), so memory stays flat however large the project.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+
+from samdesk import masks
+from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
+from samdesk.errors import SamdeskError
+
+if TYPE_CHECKING:
+    from samdesk.project import Project
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+
+
+class ExportError(SamdeskError):
+    """An export cannot be written as asked; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Where and what to export.
+
+    ``out`` is the JSON file for the COCO formats (a folder gets
+    ``instances.json`` inside it) and the output folder for the PNG formats.
+    """
+
+    out: Path
+    only_done: bool = False
+    progress: Progress | None = None
+    cancel: Cancel | None = None
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote and what it left out.
+
+    ``skipped_images`` holds ``(image path, reason)``; ``skipped_annotations``
+    counts left-out mask layers by reason ("no label", "empty mask", ...).
+    ``cancelled`` is True when ``cancel()`` stopped the export: the COCO
+    formats then write no file, the PNG formats keep the images already done.
+    """
+
+    format: str
+    files: list[Path] = field(default_factory=list)
+    images: int = 0
+    annotations: int = 0
+    skipped_images: list[tuple[str, str]] = field(default_factory=list)
+    skipped_annotations: Counter[str] = field(default_factory=Counter)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    cancelled: bool = False
+
+    def lines(self) -> list[str]:
+        """The summary as short lines for a person (CLI output, a dialog)."""
+        done = "cancelled" if self.cancelled else "done"
+        out = [f"{self.format}: {done}, {self.images} images, {self.annotations} masks, "
+               f"{len(self.files)} files written"]
+        out += [f"skipped image {path}: {reason}" for path, reason in self.skipped_images]
+        out += [f"skipped {count} masks: {reason}"
+                for reason, count in sorted(self.skipped_annotations.items())]
+        out += [f"warning {path}: {reason}" for path, reason in self.warnings]
+        return out
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    """One image to export: its record (upright size filled in), its kept layers
+    (back to front) and each layer's pixel count."""
+
+    image: ImageRecord
+    width: int
+    height: int
+    layers: list[MaskLayer]
+    areas: list[int]
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w", durable: bool = True) -> Iterator[IO]:
+    """Write ``path`` through a temporary file in the same folder, then ``os.replace``.
+
+    Readers never see a half-written file; on an exception the temporary
+    file is removed and ``path`` is left as it was. ``durable`` also flushes
+    the data to disk before the rename (one fsync: worth it for one big JSON,
+    too slow for thousands of PNGs that can be written again).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp = Path(temp_name)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(handle, mode, encoding=encoding) as stream:
+            yield stream
+            stream.flush()
+            if durable:
+                os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def labels_by_id(project: Project) -> dict[int, Label]:
+    return {label.id: label for label in project.labels()}
+
+
+def _upright_size(project: Project, image: ImageRecord) -> tuple[ImageRecord, str | None]:
+    """The record with width/height filled, or a reason it cannot be exported."""
+    if image.error is None and image.width is None:
+        image = project.ensure_image_info(image.id)
+    if image.error is not None or image.status == ImageStatus.ERROR:
+        return image, image.error or "cannot be read"
+    if image.width is None or image.height is None:
+        from samdesk import images  # read-only projects cannot store the size
+
+        try:
+            width, height = images.read_size(project.image_file(image))
+        except SamdeskError as exc:
+            return image, str(getattr(exc, "reason", exc))
+        image = replace(image, width=width, height=height)
+    return image, None
+
+
+def walk(project: Project, options: ExportOptions, summary: ExportSummary,
+         labels: dict[int, Label]) -> Iterator[ImageWork]:
+    """Yield each image to export with the layers that go into it, back to front.
+
+    Updates ``summary`` (skips, counts of left-out layers, ``cancelled``);
+    the caller adds ``summary.images`` / ``summary.annotations`` for what it
+    actually writes.
+    """
+    status = ImageStatus.DONE if options.only_done else None
+    records = project.images(status)
+    total = len(records)
+    for done, record in enumerate(records):
+        if options.cancel is not None and options.cancel():
+            summary.cancelled = True
+            return
+        image, reason = _upright_size(project, record)
+        if reason is not None:
+            summary.skipped_images.append((record.path, reason))
+        else:
+            if image.changed:
+                summary.warnings.append((image.path, "file changed on disk since it was read"))
+            assert image.width is not None and image.height is not None
+            kept, areas = [], []
+            for layer in project.annotations(image.id):
+                problem, pixels = _layer_problem(layer, image.width, image.height, labels)
+                if problem is None:
+                    kept.append(layer)
+                    areas.append(pixels)
+                else:
+                    summary.skipped_annotations[problem] += 1
+            yield ImageWork(image, image.width, image.height, kept, areas)
+        if options.progress is not None:
+            options.progress(done + 1, total)
+
+
+def _layer_problem(layer: MaskLayer, width: int, height: int,
+                   labels: dict[int, Label]) -> tuple[str | None, int]:
+    """Why a layer is left out (None if it is kept), and its pixel count."""
+    if layer.label_id is None or layer.label_id not in labels:
+        return "no label", 0
+    if list(layer.rle["size"]) != [height, width]:
+        return "mask size differs from the image's upright size", 0
+    pixels = masks.area(layer.rle)
+    return ("empty mask" if pixels == 0 else None), pixels

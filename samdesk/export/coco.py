@@ -1,0 +1,153 @@
+"""COCO instances JSON, with masks as compressed RLE or as polygons.
+
+The file holds ``info``, ``licenses`` (empty), ``categories``, ``images`` and
+``annotations``:
+
+* ``images``: ``id`` (the project's image id), ``file_name`` (path relative
+  to the project folder, ``/`` separators), ``width``/``height`` (upright);
+* ``categories``: every project label, ``id`` = label id, ``name``,
+  ``supercategory`` "object", and samdesk's ``color`` ("#rrggbb");
+* ``annotations``: ``id`` (the mask layer id), ``image_id``, ``category_id``,
+  ``segmentation``, ``area`` (pixels of the segmentation), ``bbox``
+  ``[x, y, w, h]`` from the mask, ``iscrowd`` 0, and, when the mask came
+  with a model score, ``attributes: {"score": s}`` (ground truth has no
+  top-level ``score``; CVAT keeps extra fields under ``attributes`` too).
+
+Annotations are streamed to a temporary file while images are walked, then
+the JSON is assembled and moved into place atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import samdesk
+from samdesk import masks
+from samdesk.annotations import Label, MaskLayer
+from samdesk.export.base import (
+    ExportOptions,
+    ExportSummary,
+    atomic_file,
+    labels_by_id,
+    walk,
+)
+from samdesk.export.polygons import mask_to_polygons, polygons_area
+
+if TYPE_CHECKING:
+    from samdesk.project import Project
+
+Segmentation = Callable[[MaskLayer, int], tuple[Any, int] | None]
+"""Turns a layer and its pixel count into ``(segmentation, area)``; None when it
+cannot be written."""
+
+DEFAULT_NAME = "instances.json"
+
+
+def coco_path(out: Path) -> Path:
+    """The JSON file for ``out``: itself when it ends in ``.json``, else ``out/instances.json``."""
+    out = Path(out)
+    return out if out.suffix.lower() == ".json" else out / DEFAULT_NAME
+
+
+def rle_segmentation(layer: MaskLayer, pixels: int) -> tuple[Any, int]:
+    """Compressed RLE with str counts, and its pixel count."""
+    return masks.normalize(layer.rle), pixels
+
+
+def polygon_segmentation(layer: MaskLayer, pixels: int) -> tuple[Any, int] | None:
+    """Outer polygons of every part (holes filled), and the pixels they cover."""
+    polygons = mask_to_polygons(masks.decode(layer.rle))
+    if not polygons:
+        return None
+    return polygons, polygons_area(polygons)
+
+
+def category(label: Label) -> dict[str, Any]:
+    return {"id": label.id, "name": label.name, "supercategory": "object", "color": label.color}
+
+
+def annotation_entry(layer: MaskLayer, segmentation: Any, area: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": layer.id,
+        "image_id": layer.image_id,
+        "category_id": layer.label_id,
+        "segmentation": segmentation,
+        "area": area,
+        "bbox": masks.bbox(layer.rle),
+        "iscrowd": 0,
+    }
+    if layer.score is not None:
+        entry["attributes"] = {"score": float(layer.score)}
+    return entry
+
+
+def write_coco(project: Project, options: ExportOptions, format_name: str,
+               segmentation: Segmentation) -> ExportSummary:
+    """Write one COCO instances file; see the module docstring for its content."""
+    summary = ExportSummary(format=format_name)
+    labels = labels_by_id(project)
+    target = coco_path(options.out)
+    image_entries: list[dict[str, Any]] = []
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=_temp_dir(target)) as body:
+        first = True
+        for work in walk(project, options, summary, labels):
+            image_entries.append({"id": work.image.id, "file_name": work.image.path,
+                                  "width": work.width, "height": work.height})
+            for layer, pixels in zip(work.layers, work.areas, strict=True):
+                made = segmentation(layer, pixels)
+                if made is None:
+                    summary.skipped_annotations["no polygon with 3 or more points"] += 1
+                    continue
+                entry = annotation_entry(layer, *made)
+                body.write(("" if first else ",\n") + _dump(entry))
+                first = False
+                summary.annotations += 1
+        if summary.cancelled:
+            return summary
+        summary.images = len(image_entries)
+        body.seek(0)
+        with atomic_file(target) as stream:
+            _write_document(stream, body, image_entries, labels, project)
+    summary.files.append(target)
+    return summary
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _temp_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent
+
+
+def _write_document(stream: IO[str], body: IO[str], image_entries: list[dict[str, Any]],
+                    labels: dict[int, Label], project: Project) -> None:
+    info = {
+        "description": f"samdesk export of {project.folder.name}",
+        "version": samdesk.__version__,
+        "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    categories = [category(lab) for lab in labels.values()]
+    stream.write('{"info":' + _dump(info) + ',\n"licenses":[],\n')
+    stream.write('"categories":' + _dump(categories) + ",\n")
+    stream.write('"images":[\n' + ",\n".join(_dump(e) for e in image_entries))
+    stream.write('],\n"annotations":[\n')
+    shutil.copyfileobj(body, stream)
+    stream.write("]}\n")
+
+
+def export_coco_rle(project: Project, options: ExportOptions) -> ExportSummary:
+    """COCO instances JSON with compressed-RLE segmentations (exact masks, holes kept)."""
+    return write_coco(project, options, "coco-rle", rle_segmentation)
+
+
+def export_coco_polygon(project: Project, options: ExportOptions) -> ExportSummary:
+    """COCO instances JSON with polygon segmentations (every part kept, holes filled)."""
+    return write_coco(project, options, "coco-polygon", polygon_segmentation)

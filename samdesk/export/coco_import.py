@@ -1,0 +1,251 @@
+"""Import a COCO instances JSON into a project, in one transaction and one undo step.
+
+* Images are matched by ``file_name`` (relative to the project folder, ``\\``
+  or ``/``); failing that, by the longest unique tail of the path, down to
+  the bare file name when only one project image has it.
+* Categories become labels by name: an existing label of that name is
+  reused (its colour kept); a new one takes the category's ``color``
+  (``"#rrggbb"`` or ``[r, g, b]``) if it has one, else the next distinct colour.
+* Segmentations may be polygons, uncompressed RLE (list counts) or compressed
+  RLE (str counts). ``score`` or ``attributes.score`` becomes the layer's score.
+* A mask already on the image with the same label and pixels is not added
+  again, so importing a file twice changes nothing.
+
+Problems that concern part of the file (an image not in the project, a size
+that differs from the image's upright size, an annotation naming an unknown
+image or category, an empty mask) are listed in the summary and the rest is
+imported. A file that is not COCO as a whole raises FormatError before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from samdesk import masks
+from samdesk.annotations import RLE, ImageRecord
+from samdesk.export.coco_read import (
+    CocoFile,
+    CocoImage,
+    read_coco,
+    segmentation_to_rle,
+)
+from samdesk.project_edits import PALETTE
+
+if TYPE_CHECKING:
+    from samdesk.project import Project
+
+Progress = Callable[[int, int], None]
+MAX_LINES = 20
+
+
+@dataclass
+class ImportSummary:
+    """What an import did: counts, new label names, and ``(item, reason)`` problems."""
+
+    source: Path
+    images_matched: int = 0
+    annotations_added: int = 0
+    duplicates_skipped: int = 0
+    labels_created: list[str] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary as short lines for a person; long problem lists are cut."""
+        out = [f"{self.source.name}: {self.images_matched} images matched, "
+               f"{self.annotations_added} masks added, {len(self.labels_created)} new labels"]
+        if self.duplicates_skipped:
+            out.append(f"{self.duplicates_skipped} masks were already there and were not added")
+        out += [f"{item}: {reason}" for item, reason in self.problems[:MAX_LINES]]
+        if len(self.problems) > MAX_LINES:
+            out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
+        return out
+
+
+@dataclass(frozen=True)
+class _Planned:
+    image_id: int
+    category_id: int
+    rle: RLE
+    score: float | None
+
+
+class ImageMatcher:
+    """Finds the project image a COCO ``file_name`` means."""
+
+    def __init__(self, records: list[ImageRecord]) -> None:
+        self._by_path = {r.path: r for r in records}
+        self._by_name: dict[str, list[ImageRecord]] = defaultdict(list)
+        for record in records:
+            self._by_name[PurePosixPath(record.path).name].append(record)
+
+    def match(self, file_name: str) -> tuple[ImageRecord | None, str]:
+        """The image, or None and the reason none fits."""
+        parts = [p for p in PurePosixPath(file_name.replace("\\", "/")).parts
+                 if p not in ("/", ".")]
+        if not parts:
+            return None, "empty file_name"
+        exact = self._by_path.get("/".join(parts))
+        if exact is not None:
+            return exact, ""
+        candidates = self._by_name.get(parts[-1], [])
+        for keep in range(len(parts), 0, -1):
+            tail = "/".join(parts[-keep:])
+            fits = [r for r in candidates if r.path == tail or r.path.endswith("/" + tail)]
+            if len(fits) == 1:
+                return fits[0], ""
+            if len(fits) > 1 and keep == 1:
+                return None, f"file name matches {len(fits)} images in the project"
+        return None, "not in the project"
+
+
+def import_coco(project: Project, json_path: str | Path,
+                progress: Progress | None = None) -> ImportSummary:
+    """Import ``json_path`` into ``project``; see the module docstring for the rules.
+
+    ``progress(done, total)`` runs over the file's annotations twice: once
+    while masks are made, once while they are stored.
+    """
+    coco = read_coco(json_path)  # a FormatError leaves the project untouched
+    summary = ImportSummary(source=Path(json_path))
+    report = _Progress(progress, 2 * len(coco.annotations))
+    # One transaction: image sizes read now are stored with the masks, in one commit.
+    with project.batch(f"Import {summary.source.name}"):
+        planned = _plan(project, coco, summary, report)
+        _apply(project, planned, coco, summary, report)
+    return summary
+
+
+@dataclass
+class _Progress:
+    callback: Progress | None
+    total: int
+
+    def __call__(self, done: int) -> None:
+        if self.callback is not None:
+            self.callback(done, self.total)
+
+
+def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
+          report: _Progress) -> list[_Planned]:
+    """Every mask to add, in file order; problems go into ``summary``."""
+    sizes, unusable = _match_images(project, coco)
+    summary.images_matched = len(sizes)
+    category_ids = {c.id for c in coco.categories}
+    file_names = {im.id: im.file_name for im in coco.images}
+    planned: list[_Planned] = []
+    not_imported: Counter[int] = Counter()
+    for done, ann in enumerate(coco.annotations, start=1):
+        item = f"annotation {ann.id if ann.id is not None else f'#{ann.index}'}"
+        where = f"{item} ({file_names.get(ann.image_id)})"
+        if ann.image_id not in file_names:
+            summary.problems.append((item, f"image_id {ann.image_id} is not in the images list"))
+        elif ann.category_id not in category_ids:
+            summary.problems.append((where, f"category_id {ann.category_id} is not in categories"))
+        elif ann.image_id not in sizes:
+            not_imported[ann.image_id] += 1
+        elif ann.segmentation is None:
+            summary.problems.append((where, "no segmentation"))
+        else:
+            image_id, height, width = sizes[ann.image_id]
+            try:
+                rle = segmentation_to_rle(ann.segmentation, height, width)
+            except ValueError as exc:
+                summary.problems.append((where, str(exc)))
+            else:
+                if masks.is_empty(rle):
+                    summary.problems.append((where, "empty mask, not imported"))
+                else:
+                    planned.append(_Planned(image_id, ann.category_id, rle, ann.score))
+        report(done)
+    image_problems = []
+    for coco_image_id, reason in unusable.items():
+        count = not_imported[coco_image_id]
+        lost = f" ({count} annotation{'s' if count != 1 else ''} not imported)" if count else ""
+        image_problems.append((file_names[coco_image_id], reason + lost))
+    summary.problems[:0] = image_problems
+    return planned
+
+
+def _match_images(project: Project, coco: CocoFile
+                  ) -> tuple[dict[int, tuple[int, int, int]], dict[int, str]]:
+    """Usable images: COCO image id -> (project image id, upright height, width);
+    and the others: COCO image id -> why not."""
+    matcher = ImageMatcher(project.images())
+    found: dict[int, tuple[int, int, int]] = {}
+    unusable: dict[int, str] = {}
+    for image in coco.images:
+        record, reason = matcher.match(image.file_name)
+        if record is None:
+            unusable[image.id] = reason
+            continue
+        record = project.ensure_image_info(record.id)
+        problem = _size_problem(image, record)
+        if problem:
+            unusable[image.id] = problem
+            continue
+        assert record.width is not None and record.height is not None
+        found[image.id] = (record.id, record.height, record.width)
+    return found, unusable
+
+
+def _size_problem(image: CocoImage, record: ImageRecord) -> str | None:
+    if record.width is None or record.height is None:
+        return f"cannot be read: {record.error or 'unknown error'}"
+    declared = (image.width, image.height)
+    if None not in declared and declared != (record.width, record.height):
+        hint = " (EXIF orientation?)" if declared == (record.height, record.width) else ""
+        return (f"size {image.width}x{image.height} in the JSON, but the image is "
+                f"{record.width}x{record.height} upright{hint}")
+    return None
+
+
+def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
+           summary: ImportSummary, report: _Progress) -> None:
+    """Create labels and add masks (inside the caller's batch)."""
+    categories = {c.id: c for c in coco.categories}
+    label_ids: dict[str, int] = {}
+    existing: dict[int, set[tuple[int | None, str]]] = {}
+    start = len(coco.annotations)
+    for done, plan in enumerate(planned, start=1):
+        name = categories[plan.category_id].name
+        if name not in label_ids:
+            label = project.label_by_name(name)
+            if label is None:
+                color = categories[plan.category_id].color or _free_color(project)
+                label = project.add_label(name, color=color)
+                summary.labels_created.append(name)
+            label_ids[name] = label.id
+        if plan.image_id not in existing:
+            existing[plan.image_id] = {(a.label_id, masks.normalize(a.rle)["counts"])
+                                       for a in project.annotations(plan.image_id)}
+        key = (label_ids[name], plan.rle["counts"])
+        if key in existing[plan.image_id]:
+            summary.duplicates_skipped += 1
+        else:
+            existing[plan.image_id].add(key)
+            project.add_annotation(plan.image_id, plan.rle, label_ids[name], score=plan.score,
+                                   prompts={"imported_from": summary.source.name})
+            summary.annotations_added += 1
+        report(start + done * start // len(planned))
+    report(2 * start)
+
+
+def _free_color(project: Project) -> str:
+    """The first palette colour no label uses, else a hue the golden angle away."""
+    used = {label.color for label in project.labels()}
+    for color in PALETTE:
+        if color not in used:
+            return color
+    hue = (len(used) * 0.618033988749895) % 1.0
+    return _hsv_hex(hue, 0.65, 0.95)
+
+
+def _hsv_hex(h: float, s: float, v: float) -> str:
+    r, g, b = colorsys.hsv_to_rgb(h, s, v)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"

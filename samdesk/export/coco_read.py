@@ -1,0 +1,217 @@
+"""Reading and checking a COCO instances JSON before anything is imported.
+
+:func:`read_coco` turns the file into plain records or raises
+:class:`~samdesk.errors.FormatError` naming the file and the field at fault
+(``instances.json: annotations[3].segmentation.counts: ...``). Nothing here
+touches a project. Segmentations are turned into masks later, by
+:func:`segmentation_to_rle`, once the image's size is known.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from samdesk import masks
+from samdesk.annotations import RLE
+from samdesk.errors import FormatError
+
+
+@dataclass(frozen=True)
+class CocoCategory:
+    id: int
+    name: str
+    color: str | None
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    id: int
+    file_name: str
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
+class CocoAnnotation:
+    index: int  # position in the file's "annotations" list, for messages
+    id: int | None
+    image_id: int
+    category_id: int
+    segmentation: Any  # checked later against the image size; None when absent
+    score: float | None
+
+
+@dataclass(frozen=True)
+class CocoFile:
+    path: Path
+    categories: list[CocoCategory]
+    images: list[CocoImage]
+    annotations: list[CocoAnnotation]
+
+
+class _Fields:
+    """Field checks that raise FormatError naming ``file: field``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def error(self, field: str, problem: str) -> FormatError:
+        return FormatError(f"{self.path.name}: {field}: {problem}")
+
+    def get(self, obj: dict[str, Any], key: str, field: str) -> Any:
+        if key not in obj:
+            raise self.error(f"{field}.{key}", "missing")
+        return obj[key]
+
+    def integer(self, value: Any, field: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, float) and not value.is_integer()):
+            raise self.error(field, f"must be an integer, got {value!r}")
+        return int(value)
+
+    def size(self, obj: dict[str, Any], key: str, field: str) -> int | None:
+        if obj.get(key) is None:
+            return None
+        value = self.integer(obj[key], f"{field}.{key}")
+        if value <= 0:
+            raise self.error(f"{field}.{key}", f"must be positive, got {value}")
+        return value
+
+    def objects(self, document: dict[str, Any], key: str, required: bool) -> list[dict[str, Any]]:
+        if key not in document:
+            if required:
+                raise self.error(key, "missing (not a COCO instances file?)")
+            return []
+        items = document[key]
+        if not isinstance(items, list):
+            raise self.error(key, f"must be a list, got {type(items).__name__}")
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.error(f"{key}[{index}]", f"must be an object, got {type(item).__name__}")
+        return items
+
+
+def color_of(value: Any) -> str | None:
+    """A category colour as ``#rrggbb``, from ``"#rrggbb"`` or ``[r, g, b]``; None otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) == 7 and text[0] == "#" and all(c in "0123456789abcdef" for c in text[1:]):
+            return text
+    if (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+                    for v in value)):
+        return "#{:02x}{:02x}{:02x}".format(*value)
+    return None
+
+
+def read_coco(path: str | Path) -> CocoFile:
+    """Load and check a COCO instances JSON; raises FormatError naming file and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise FormatError(f"{path}: not UTF-8 text (is it a JSON file?)") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"{path.name}: not valid JSON at line {exc.lineno} "
+                          f"column {exc.colno}: {exc.msg}") from None
+    check = _Fields(path)
+    if not isinstance(document, dict):
+        raise check.error("top level", f"must be an object, got {type(document).__name__}")
+    categories = [_category(check, item, i)
+                  for i, item in enumerate(check.objects(document, "categories", False))]
+    images = [_image(check, item, i)
+              for i, item in enumerate(check.objects(document, "images", True))]
+    annotations = [_annotation(check, item, i)
+                   for i, item in enumerate(check.objects(document, "annotations", False))]
+    for key, records in (("categories", categories), ("images", images)):
+        seen: set[int] = set()
+        for index, record in enumerate(records):
+            if record.id in seen:
+                raise check.error(f"{key}[{index}].id", f"id {record.id} is used twice")
+            seen.add(record.id)
+    return CocoFile(path, categories, images, annotations)
+
+
+def _category(check: _Fields, item: dict[str, Any], index: int) -> CocoCategory:
+    field = f"categories[{index}]"
+    name = check.get(item, "name", field)
+    if not isinstance(name, str) or not name.strip():
+        raise check.error(f"{field}.name", f"must be a non-empty string, got {name!r}")
+    return CocoCategory(check.integer(check.get(item, "id", field), f"{field}.id"),
+                        name.strip(), color_of(item.get("color")))
+
+
+def _image(check: _Fields, item: dict[str, Any], index: int) -> CocoImage:
+    field = f"images[{index}]"
+    file_name = check.get(item, "file_name", field)
+    if not isinstance(file_name, str) or not file_name.strip():
+        raise check.error(f"{field}.file_name", f"must be a non-empty string, got {file_name!r}")
+    return CocoImage(check.integer(check.get(item, "id", field), f"{field}.id"),
+                     file_name.strip(), check.size(item, "width", field),
+                     check.size(item, "height", field))
+
+
+def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotation:
+    field = f"annotations[{index}]"
+    ann_id = item.get("id")
+    score = item.get("score")
+    attributes = item.get("attributes")
+    if score is None and isinstance(attributes, dict):
+        score = attributes.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        score = None
+    segmentation = item.get("segmentation")
+    if segmentation is not None:
+        _check_segmentation(check, segmentation, f"{field}.segmentation")
+    return CocoAnnotation(
+        index=index,
+        id=None if ann_id is None else check.integer(ann_id, f"{field}.id"),
+        image_id=check.integer(check.get(item, "image_id", field), f"{field}.image_id"),
+        category_id=check.integer(check.get(item, "category_id", field),
+                                  f"{field}.category_id"),
+        segmentation=segmentation,
+        score=None if score is None else float(score),
+    )
+
+
+def _check_segmentation(check: _Fields, value: Any, field: str) -> None:
+    if isinstance(value, dict):
+        try:
+            masks.validate(value)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise check.error(field, str(exc)) from None
+        return
+    if not isinstance(value, list):
+        raise check.error(field, "must be a list of polygons or an RLE object, "
+                                 f"got {type(value).__name__}")
+    for index, polygon in enumerate(value):
+        if not isinstance(polygon, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in polygon):
+            raise check.error(f"{field}[{index}]", "must be a list of numbers x1, y1, x2, y2...")
+        if len(polygon) % 2:
+            raise check.error(f"{field}[{index}]",
+                              f"has an odd number of coordinates ({len(polygon)})")
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> RLE:
+    """A checked segmentation (polygons or RLE) as a canonical compressed RLE of
+    size (height, width).
+
+    Raises ``ValueError`` when an RLE's own size is not (height, width).
+    """
+    if isinstance(segmentation, dict):
+        rle = masks.normalize(segmentation)
+        if rle["size"] != [height, width]:
+            raise ValueError(f"mask size {rle['size'][1]}x{rle['size'][0]} is not the "
+                             f"image size {width}x{height}")
+        # Encode again: other tools' RLE may hold zero-length runs, and the same
+        # pixels must give the same counts for duplicates to be recognised.
+        return masks.encode(masks.decode(rle))
+    return masks.from_polygons(segmentation, height, width)
