@@ -294,17 +294,30 @@ class Project(LabelsAndLayers):
         truncated file is caught too. A file that cannot be read gets status
         "error" with the reason; the project goes on. Not an undoable edit.
         """
+        self.ensure_image_infos([image_id], verify)
+        return self.image(image_id)
+
+    def ensure_image_infos(self, image_ids: list[int], verify: bool = False,
+                           chunk: int = 256) -> None:
+        """:meth:`ensure_image_info` for many images: files are read outside the
+        database lock and each ``chunk`` of results is written in one transaction."""
+        for start in range(0, len(image_ids), chunk):
+            found = [(i, self._read_info(i, verify)) for i in image_ids[start:start + chunk]]
+            self._write_infos([(i, fields) for i, fields in found if fields])
+
+    def _read_info(self, image_id: int, verify: bool) -> dict[str, Any] | None:
+        """The image columns to store after reading the file, or None if known."""
         record = self.image(image_id)
         if record.error is not None:
-            return record
+            return None
         if record.width is not None and record.content_hash is not None:
             if not verify:
-                return record
+                return None
             with self._mutex:
                 row = self._conn.execute("SELECT verified FROM images WHERE id=?",
                                          (image_id,)).fetchone()
             if row["verified"]:
-                return record
+                return None
         path = self.image_file(record)
         try:
             if verify:
@@ -313,15 +326,31 @@ class Project(LabelsAndLayers):
             digest = imagefiles.content_hash(path)
             stat = path.stat()
         except ImageReadError as exc:
-            self.mark_error(image_id, exc.reason)
-            return self.image(image_id)
+            return {"status": ImageStatus.ERROR.value, "error": exc.reason}
         except OSError as exc:
-            self.mark_error(image_id, exc.strerror or str(exc))
-            return self.image(image_id)
-        self._set_image_fields(image_id, width=width, height=height, hash=digest,
-                               mtime=stat.st_mtime, fsize=stat.st_size, error=None,
-                               verified=int(verify))
-        return self.image(image_id)
+            return {"status": ImageStatus.ERROR.value, "error": exc.strerror or str(exc)}
+        return {"width": width, "height": height, "hash": digest, "mtime": stat.st_mtime,
+                "fsize": stat.st_size, "error": None, "verified": int(verify)}
+
+    def _write_infos(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
+        if self.read_only or not updates:
+            return
+        with self._mutex:
+            own = not self._conn.in_transaction  # join a batch() already open
+            if own:
+                self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for image_id, fields in updates:
+                    sets = ", ".join(f"{k}=?" for k in fields)
+                    self._conn.execute(f"UPDATE images SET {sets} WHERE id=?",
+                                       (*fields.values(), image_id))
+                if own:
+                    self._conn.execute("COMMIT")
+            except BaseException:
+                if own:
+                    self._conn.execute("ROLLBACK")
+                raise
+        self._emit({"images"}, {image_id for image_id, _ in updates})
 
     def mark_error(self, image_id: int, reason: str) -> None:
         """Record that an image could not be read (status "error" with the reason)."""

@@ -252,3 +252,14 @@ def test_failed_batch_changes_nothing(folder):
 def test_not_a_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ProjectError, match="not a folder"):
         Project.open(tmp_path / "nope")
+
+
+def test_image_infos_in_bulk_fill_sizes_and_report_bad_files(folder):
+    (folder / "text.png").write_text("not a picture")
+    write_png(folder / "wide.png", size=(90, 10))
+    with Project.open(folder) as project:
+        project.ensure_image_infos([i.id for i in project.images()])
+        by_path = {i.path: i for i in project.images()}
+        assert (by_path["wide.png"].width, by_path["wide.png"].height) == (90, 10)
+        assert by_path["text.png"].status == ImageStatus.ERROR and by_path["text.png"].error
+        assert all(i.content_hash for p, i in by_path.items() if p != "text.png")

@@ -50,19 +50,22 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
     from samdesk.errors import SamdeskError
 
     records = project.images()
+    if not project.read_only:
+        ids = [r.id for r in records]
+        for start in range(0, len(ids), 256):
+            project.ensure_image_infos(ids[start:start + 256], verify=True)
+            if progress is not None:
+                progress(min(start + 256, len(ids)), len(ids))
+        records = project.images()
     errors = []
-    for done, record in enumerate(records, 1):
-        if not project.read_only:
-            record = project.ensure_image_info(record.id, verify=True)
-        elif record.error is None and record.width is None:
+    for record in records:
+        if project.read_only and record.error is None and record.width is None:
             try:
                 imageio.load_display(project.image_file(record), max_side=512)
             except SamdeskError as exc:
                 errors.append({"file": record.path, "error": getattr(exc, "reason", str(exc))})
         if record.error is not None:
             errors.append({"file": record.path, "error": record.error})
-        if progress is not None:
-            progress(done, len(records))
     names = {label.id: label.name for label in project.labels()}
     counts = project.annotation_counts()
     labels = {name: counts.get(label_id, 0) for label_id, name in names.items()}

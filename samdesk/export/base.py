@@ -154,6 +154,10 @@ def walk(project: Project, options: ExportOptions, summary: ExportSummary,
     """
     status = ImageStatus.DONE if options.only_done else None
     records = project.images(status)
+    unknown = [r.id for r in records if r.error is None and r.width is None]
+    if unknown and not project.read_only:  # read every new header first, few commits
+        project.ensure_image_infos(unknown)
+        records = project.images(status)
     total = len(records)
     for done, record in enumerate(records):
         if options.cancel is not None and options.cancel():
