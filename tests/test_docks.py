@@ -141,8 +141,13 @@ def test_model_dialog_offers_only_installed_models_and_checks_added_files(
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     save_choice(settings, ModelChoice("sam_vit_b", "gpu", "groundingdino_swint_ogc"))
     assert load_choice(settings) == ModelChoice("grabcut", "gpu", None)  # nothing installed
-    dialog = ModelDialog(ModelChoice())
+    save_choice(settings, ModelChoice("grabcut", "cpu", None, release_when_idle=True))
+    assert load_choice(settings).release_when_idle
+    dialog = ModelDialog(ModelChoice(release_when_idle=True))
     qtbot.addWidget(dialog)
+    assert dialog.release.isChecked()
+    dialog.release.setChecked(False)
+    assert dialog.choice().release_when_idle is False
     offered = [dialog.segmenter.itemData(i) for i in range(dialog.segmenter.count())]
     assert offered == ["grabcut"]
     assert dialog.detector.count() == 1  # "None"

@@ -395,6 +395,31 @@ def test_stopped_client_can_start_again(
     assert result.image_key == ref.key
 
 
+def test_gpu_memory_is_given_back_when_idle_only_if_asked(
+    qtbot: QtBot, tmp_path: Path, images: list[tuple[ImageRef, np.ndarray]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from samdesk.inference import device
+
+    calls: list[object] = []
+    real = device.release_memory
+    monkeypatch.setattr(device, "release_memory", lambda *a: calls.append(a) or real(*a))
+    harness = Harness(qtbot, tmp_path / "cache")
+    try:
+        harness.use_grabcut()
+        ref, disk = images[0]
+        harness.wait_for(harness.client.predicted,
+                         harness.client.predict(ref, centre(ref, disk.shape)))
+        qtbot.waitUntil(harness.client.is_idle, timeout=WAIT_MS)
+        assert calls == []
+        harness.client.set_release_when_idle(True)
+        with qtbot.waitSignal(harness.client.idle, timeout=WAIT_MS):
+            harness.client.predict(ref, centre(ref, disk.shape, dx=5))
+        assert len(calls) == 1
+    finally:
+        harness.client.stop()
+
+
 def test_many_signals_do_not_wear_out_true(qtbot: QtBot) -> None:
     """PySide6 6.12.0 on Python 3.11 drops a reference to ``True`` per emit and aborts
     a few thousand signals later; pyproject pins PySide6 below 6.12 for that."""

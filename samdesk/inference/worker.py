@@ -86,6 +86,9 @@ class InferenceWorker(QObject):
         self._detector: Any = None
         self._last: tuple[str, str, Embedding] | None = None  # (model key, image key, ...)
         self._rgb: tuple[str, np.ndarray] | None = None  # last decoded image
+        # Set from the GUI thread (a plain bool assignment): give cached GPU memory back to
+        # the system each time the queue runs dry, for people who share the GPU.
+        self.release_when_idle = False
         self.active = False  # a job is taken and running (read from other threads: a snapshot)
         self._worked = False  # a job ran since the last idle signal
         self._wake_pending = False
@@ -100,6 +103,10 @@ class InferenceWorker(QObject):
             self.active = False
             if self._worked:
                 self._worked = False
+                if self.release_when_idle:
+                    from samdesk.inference.device import release_memory
+
+                    release_memory()
                 self.idle.emit()
             return
         self._worked = True
@@ -249,6 +256,7 @@ class InferenceClient(QObject):
         self._focused: ImageRef | None = None
         self._thread: QThread | None = None
         self._worker: InferenceWorker | None = None
+        self._release_when_idle = False
 
     # -- life cycle --------------------------------------------------------
 
@@ -262,6 +270,7 @@ class InferenceClient(QObject):
             self._queue, self.cache, self._loader, self._image_loader
         )
         thread.setObjectName("samdesk-inference")
+        worker.release_when_idle = self._release_when_idle
         worker.moveToThread(thread)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.predicted.connect(self._on_predicted)
@@ -304,6 +313,12 @@ class InferenceClient(QObject):
         return self._focused
 
     # -- requests ----------------------------------------------------------
+
+    def set_release_when_idle(self, on: bool) -> None:
+        """Free the GPU's cached memory whenever the worker has nothing left to do."""
+        self._release_when_idle = bool(on)
+        if self._worker is not None:
+            self._worker.release_when_idle = self._release_when_idle
 
     def set_model(self, name: str, checkpoint: Path | None = None, device: str = "cpu") -> int:
         """Load a segmenter or detector (by registry name); old one serves until then."""

@@ -317,6 +317,7 @@ class MainWindow(QMainWindow):
     def apply_models(self, choice: ModelChoice) -> None:
         """Ask the worker to load the chosen models; the window never waits."""
         self.choice = choice
+        self.client.set_release_when_idle(choice.release_when_idle)
         self.client.set_model(choice.segmenter, models.installed(choice.segmenter),
                               choice.device)
         if choice.detector:

@@ -18,6 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -51,6 +52,7 @@ class ModelChoice:
     segmenter: str = DEFAULT_SEGMENTER
     device: str = "auto"
     detector: str | None = None
+    release_when_idle: bool = False
 
 
 def available(name: str) -> bool:
@@ -70,13 +72,15 @@ def load_choice(settings: QSettings) -> ModelChoice:
         detector = None
     if device not in {d for _, d in DEVICES}:
         device = "auto"
-    return ModelChoice(segmenter, device, detector)
+    release = str(settings.value("model/release_when_idle", "false")).lower() == "true"
+    return ModelChoice(segmenter, device, detector, release)
 
 
 def save_choice(settings: QSettings, choice: ModelChoice) -> None:
     settings.setValue("model/segmenter", choice.segmenter)
     settings.setValue("model/device", choice.device)
     settings.setValue("model/detector", choice.detector or "")
+    settings.setValue("model/release_when_idle", "true" if choice.release_when_idle else "false")
 
 
 def fetch_files(name: str, progress: Callable[[int, int], None],
@@ -115,6 +119,10 @@ class ModelDialog(QDialog):
             self.device.addItem(text, value)
         self.device.setCurrentIndex(max(0, self.device.findData(choice.device)))
         self.detector = QComboBox()
+        self.release = QCheckBox("Give GPU memory back when idle")
+        self.release.setToolTip("Frees the GPU's cached memory whenever no model work is "
+                                "left; slower next request, friendlier to other programs.")
+        self.release.setChecked(choice.release_when_idle)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Kind", "Checkpoint"])
         self.tree.setRootIsDecorated(False)
@@ -131,6 +139,7 @@ class ModelDialog(QDialog):
         form.addRow("Segmentation", self.segmenter)
         form.addRow("Device", self.device)
         form.addRow("Text detector", self.detector)
+        form.addRow("", self.release)
         row = QHBoxLayout()
         row.addWidget(self.fetch_button)
         row.addWidget(self.add_button)
@@ -172,7 +181,8 @@ class ModelDialog(QDialog):
     def choice(self) -> ModelChoice:
         return ModelChoice(self.segmenter.currentData() or DEFAULT_SEGMENTER,
                            self.device.currentData() or "auto",
-                           self.detector.currentData() or None)
+                           self.detector.currentData() or None,
+                           self.release.isChecked())
 
     def selected_name(self) -> str | None:
         item = self.tree.currentItem()
