@@ -1,0 +1,59 @@
+"""The text tool in the real window: a phrase finds objects through the worker's
+GroundingDINO, each becomes a candidate labelled by its phrase, and accepting
+turns them into mask layers (one undo step)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QSettings, Qt
+
+from samdesk.project import Project
+from samdesk.views.model_dialog import ModelChoice
+from tests.gdino_factory import install_tiny_gdino, shared_tiny_gdino
+from tests.test_window import folder, make_window  # noqa: F401 - the folder fixture
+
+PHRASE = "cat . red car"
+
+
+@pytest.fixture
+def tiny_window(qtbot, tmp_path, folder, tmp_path_factory, monkeypatch):  # noqa: F811
+    tiny = shared_tiny_gdino(tmp_path_factory)
+    install_tiny_gdino(monkeypatch, tiny)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = make_window(qtbot, settings, folder)
+    with qtbot.waitSignals([window.client.model_loaded] * 2, timeout=60_000):
+        window.apply_models(ModelChoice("grabcut", "cpu", tiny.spec.name))
+    yield window
+    window.close()
+
+
+def test_phrase_to_labelled_layers_and_one_undo(qtbot, tiny_window):
+    window = tiny_window
+    qtbot.keyClick(window, Qt.Key.Key_T)
+    panel = window.text_panel
+    assert panel.isVisible()
+    panel.box_threshold.setValue(0.0)  # a random model: let every usable box through
+    panel.text_threshold.setValue(0.0)
+    panel.phrase.setText(PHRASE)
+    qtbot.mouseClick(panel.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.results.count() > 0, timeout=120_000)
+    found = [panel.results.item(i).text() for i in range(panel.results.count())]
+    assert panel.accept_all.isEnabled()
+
+    image_id = window.session.image.id
+    qtbot.mouseClick(panel.accept_all, Qt.MouseButton.LeftButton)
+    layers = window.project.annotations(image_id)
+    assert len(layers) == len(found)
+    names = {window.project.label(layer.label_id).name for layer in layers}
+    assert names <= {"cat", "red car", "red", "car", "cat red car", PHRASE.strip(" .")}
+    assert all(layer.prompts["text"] for layer in layers)
+    assert window.layers_dock.tree.topLevelItemCount() == len(found)
+
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.project.annotations(image_id) == []
+    folder_path = window.project.folder
+    redo = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+    qtbot.keyClick(window, Qt.Key.Key_Z, redo)
+    window.close()
+    with Project.open(folder_path) as project:
+        assert len(project.annotations(image_id)) == len(found)
