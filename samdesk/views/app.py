@@ -13,9 +13,11 @@ def run(folder: str | None = None) -> int:
     drop_cv2_qt_plugin_path()
     from PySide6.QtWidgets import QApplication
 
+    from samdesk.views.gui_gc import GuiThreadGarbageCollector
     from samdesk.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    collector = GuiThreadGarbageCollector(parent=app)  # noqa: F841 - lives with the app
     app.setOrganizationName("samdesk")
     app.setApplicationName("samdesk")
     window = MainWindow()
