@@ -160,3 +160,27 @@ def test_model_dialog_offers_only_installed_models_and_checks_added_files(
     qtbot.waitUntil(lambda: dialog.job is None, timeout=10000)
     assert "not a PyTorch checkpoint" in dialog.state.text()
     assert dialog.segmenter.count() == 1
+
+
+def test_status_bar_estimates_encode_progress_from_the_last_encode(qtbot, monkeypatch) -> None:
+    from samdesk.views import status as status_module
+    from samdesk.views.status import StatusBar
+
+    clock = [100.0]
+    monkeypatch.setattr(status_module.time, "monotonic", lambda: clock[0])
+    bar = StatusBar()
+    qtbot.addWidget(bar)
+    bar.set_embedding("computing")
+    clock[0] += 1.5
+    bar._tick()
+    assert bar.embedding.text() == "Embedding: computing 1.5 s"  # nothing to estimate from
+    clock[0] += 2.5
+    bar.set_embedding("ready")
+    assert bar.embedding.text() == "Embedding: ready"
+    bar.set_embedding("computing")
+    clock[0] += 1.0
+    bar._tick()
+    assert bar.embedding.text() == "Embedding: computing ~25% 1.0 s"
+    clock[0] += 10.0
+    bar._tick()
+    assert "~99%" in bar.embedding.text()  # a slow encode never claims 100%

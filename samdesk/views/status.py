@@ -3,8 +3,9 @@
 Permanent fields on the right; one-line messages on the left. A worker error
 is shown once: the same message again within a short time is not repeated,
 and nothing ever opens a modal box. While an embedding is computed the field
-counts the seconds, driven by a QTimer on the GUI thread (the worker gives no
-percentage for one encode).
+shows an estimated percentage, from how long the last encode took (the model
+reports no progress within one forward pass), and the seconds so far; both
+are driven by a QTimer on the GUI thread.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class StatusBar(QStatusBar):
             self.addPermanentWidget(label)
         self._state = "none"
         self._since = 0.0
+        self.last_encode_s: float | None = None  # how long the last encode took
         self._last_error: tuple[str, float] | None = None
         self.ticker = QTimer(self)
         self.ticker.setInterval(200)
@@ -49,7 +51,10 @@ class StatusBar(QStatusBar):
     def set_embedding(self, state: str) -> None:
         """``queued``, ``computing``, ``ready``, ``failed`` or ``none``."""
         if state != self._state:
-            self._since = time.monotonic()
+            now = time.monotonic()
+            if self._state == "computing" and state == "ready":
+                self.last_encode_s = now - self._since
+            self._since = now
         self._state = state
         if state in ("queued", "computing"):
             if not self.ticker.isActive():
@@ -61,7 +66,10 @@ class StatusBar(QStatusBar):
     def _tick(self) -> None:
         text = EMBEDDING_TEXT.get(self._state, self._state)
         if self._state in ("queued", "computing"):
-            text += f" {time.monotonic() - self._since:.1f} s"
+            elapsed = time.monotonic() - self._since
+            if self._state == "computing" and self.last_encode_s:
+                text += f" ~{min(99, int(100 * elapsed / self.last_encode_s))}%"
+            text += f" {elapsed:.1f} s"
         self.embedding.setText(f"Embedding: {text}")
 
     def set_score(self, score: float | None, index: int = 0, count: int = 0) -> None:
