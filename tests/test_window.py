@@ -330,3 +330,12 @@ def test_random_weight_sam2_tiny_checkpoint_segments_through_the_window(
         flat = [v for point in layer.prompts["points"] for v in point]
         assert flat == pytest.approx([160, 120, 1, 20, 20, 0], abs=1.0)
         window.close()
+
+
+def test_status_bar_names_the_device_the_model_really_runs_on(qtbot, settings, folder):
+    window = make_window(qtbot, settings)
+    with qtbot.waitSignal(window.client.model_loaded, timeout=20_000):
+        assert window.open_folder(folder)  # loads the default model on device "auto"
+    qtbot.waitUntil(lambda: "loading" not in window.status.model.text(), timeout=20_000)
+    assert window.status.model.text() == "Model: grabcut · cpu"
+    window.close()

@@ -153,7 +153,9 @@ class InferenceWorker(QObject):
             self._segmenter, self._segmenter_key = engine, model_key(job.name, job.checkpoint)
             self._last = None
             self._queue.refocus()  # the image in focus needs the new model's embedding
-        self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, job.device))
+        # report where it really runs ("auto" resolved; GrabCut is OpenCV on the CPU)
+        where = str(getattr(engine, "device", "cpu"))
+        self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, where))
 
     def _embedding(self, image: ImageRef, request_id: int) -> tuple[Embedding, str, float]:
         """The segmenter's embedding of ``image``, its source and the encode seconds."""
