@@ -9,6 +9,14 @@ which reproduces ``SamPredictor`` exactly:
 - ``decode``: prompts in image pixels -> low-resolution logits
   ``(objects, candidates, 256, 256)`` and IoU scores.
 - ``upsample``: low-resolution logits -> boolean masks in image pixels.
+- ``propose``: ``decode`` without upsampling, as a
+  :class:`~samdesk.inference.upsample.Proposal` that upsamples one candidate
+  (the one the window shows) when asked: the interactive path.
+
+Upsampling runs the reference's ``F.interpolate`` kernel into reused buffers
+(:class:`~samdesk.inference.upsample.MaskUpsampler`), and the prompt
+encoder's dense positional encoding is computed once per engine; both give
+the reference's numbers bit for bit.
 
 Architectures live in :data:`SAM_ARCHS`, keyed by the registry's
 ``spec.config`` (``vit_b``, ``vit_l``, ``vit_h``).
@@ -39,6 +47,7 @@ from samdesk.inference.device import (
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
+from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
 INPUT_SIZE = 1024
 """Side of the square the encoder sees, in pixels."""
@@ -119,6 +128,8 @@ class SamEngine:
         self.model = model
         self.device = device
         self.bf16 = bf16
+        self._upsampler = MaskUpsampler()
+        self._dense_pe: torch.Tensor | None = None
 
     @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> Embedding:
@@ -146,13 +157,30 @@ class SamEngine:
         multimask: bool = True,
     ) -> Prediction:
         """Masks for ``prompts`` on the embedded image; see :class:`Prediction`."""
+        return self.propose(embedding, prompts, mask_input, multimask).prediction()
+
+    def propose(
+        self,
+        embedding: Embedding,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Proposal:
+        """Decode ``prompts``; masks are upsampled only as :meth:`Proposal.mask` asks.
+
+        ``proposal.shown()`` is the best candidate per object, pixel for pixel
+        what :meth:`predict` returns for it; ``proposal.prediction()`` is
+        :meth:`predict`'s whole answer.
+        """
         low = self.decode(embedding, prompts, mask_input, multimask)
-        masks = self.upsample(low.logits, embedding.image_size)
-        return Prediction(
-            masks=masks.cpu().numpy(),
-            scores=low.scores.float().cpu().numpy(),
-            logits=low.logits.float().cpu().numpy(),
-        )
+        logits = low.logits.float().cpu()
+        return Proposal(logits, low.scores.float().cpu().numpy(), logits.numpy().copy(),
+                        self.frame(embedding.image_size), self._upsampler)
+
+    def frame(self, image_size: tuple[int, int]) -> Frame:
+        """How the low-res logits map onto an image of ``(H, W)`` pixels."""
+        return Frame(image_size, resized_shape(*image_size), INPUT_SIZE,
+                     float(self.model.mask_threshold))
 
     @torch.inference_mode()
     def decode(
@@ -190,27 +218,26 @@ class SamEngine:
             boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float, device=self.device)
         masks = _mask_tensor(mask_input, prompts.object_count, self.device)
         image_embed = torch.as_tensor(embedding.tensors["image_embed"], device=self.device)
+        if self._dense_pe is None:  # the same numbers on every call: compute them once
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
         logits, scores = self.model.mask_decoder(
             image_embeddings=image_embed.float(),
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=self._dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
         )
         return LowRes(logits=logits, scores=scores)
 
-    @torch.inference_mode()
     def upsample(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Boolean masks ``(objects, candidates, H, W)`` from low-res ``logits``.
 
         ``logits``: ``(objects, candidates, 256, 256)``; any subset of the
-        candidates may be passed (e.g. only the one on screen).
+        candidates may be passed (e.g. only the one on screen). Equal to the
+        reference's ``postprocess_masks`` thresholded, pixel for pixel.
         """
-        height, width = image_size
-        input_size = resized_shape(height, width)
-        full = self.model.postprocess_masks(logits.float(), input_size, (height, width))
-        return full > self.model.mask_threshold
+        return torch.from_numpy(self._upsampler.masks(logits, self.frame(image_size)))
 
 
 def _mask_tensor(

@@ -10,6 +10,14 @@ reproduces ``SAM2ImagePredictor`` exactly:
 - ``decode``: prompts in image pixels -> low-resolution logits
   ``(objects, candidates, 256, 256)`` and IoU scores.
 - ``upsample``: low-resolution logits -> boolean masks in image pixels.
+- ``propose``: ``decode`` without upsampling, as a
+  :class:`~samdesk.inference.upsample.Proposal` that upsamples one candidate
+  (the one the window shows) when asked: the interactive path.
+
+Upsampling runs the reference's ``F.interpolate`` kernel into reused buffers
+(:class:`~samdesk.inference.upsample.MaskUpsampler`), and the prompt
+encoder's dense positional encoding is computed once per engine; both give
+the reference's numbers bit for bit.
 
 The registry's ``spec.config`` is the hydra config name inside the ``sam2``
 package (``configs/sam2.1/sam2.1_hiera_t.yaml``).
@@ -34,6 +42,7 @@ from samdesk.inference.device import (
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
+from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
 LOW_RES = 256
 """Side of the low-resolution logits."""
@@ -99,6 +108,8 @@ class Sam2Engine:
         self.model = model
         self.device = device
         self.resolution = int(model.image_size)
+        self._upsampler = MaskUpsampler()
+        self._dense_pe: torch.Tensor | None = None
 
     @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> Embedding:
@@ -140,14 +151,30 @@ class Sam2Engine:
         The returned logits are clamped to +-32 (as the reference does), the
         masks come from the unclamped ones.
         """
+        return self.propose(embedding, prompts, mask_input, multimask).prediction()
+
+    def propose(
+        self,
+        embedding: Embedding,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Proposal:
+        """Decode ``prompts``; masks are upsampled only as :meth:`Proposal.mask` asks.
+
+        ``proposal.shown()`` is the best candidate per object, pixel for pixel
+        what :meth:`predict` returns for it; ``proposal.prediction()`` is
+        :meth:`predict`'s whole answer (logits clamped to +-32).
+        """
         low = self.decode(embedding, prompts, mask_input, multimask)
-        masks = self.upsample(low.logits, embedding.image_size)
-        logits = torch.clamp(low.logits, -LOGIT_CLAMP, LOGIT_CLAMP)
-        return Prediction(
-            masks=masks.cpu().numpy(),
-            scores=low.scores.float().cpu().numpy(),
-            logits=logits.float().cpu().numpy(),
-        )
+        raw = low.logits.float().cpu()
+        clamped = torch.clamp(raw, -LOGIT_CLAMP, LOGIT_CLAMP).numpy()
+        return Proposal(raw, low.scores.float().cpu().numpy(), clamped,
+                        self.frame(embedding.image_size), self._upsampler)
+
+    def frame(self, image_size: tuple[int, int]) -> Frame:
+        """How the low-res logits map onto an image of ``(H, W)`` pixels (stretched)."""
+        return Frame(image_size, None, self.resolution, 0.0)
 
     @torch.inference_mode()
     def decode(
@@ -190,10 +217,12 @@ class Sam2Engine:
         image_embed = torch.as_tensor(tensors["image_embed"], device=self.device).float()
         high_res = [torch.as_tensor(tensors[f"high_res_{i}"], device=self.device).float()
                     for i in range(self.model.num_feature_levels - 1)]
+        if self._dense_pe is None:  # the same numbers on every call: compute them once
+            self._dense_pe = self.model.sam_prompt_encoder.get_dense_pe()
         sparse, dense = self.model.sam_prompt_encoder(points=points, boxes=None, masks=masks)
         logits, scores, _, _ = self.model.sam_mask_decoder(
             image_embeddings=image_embed,
-            image_pe=self.model.sam_prompt_encoder.get_dense_pe(),
+            image_pe=self._dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
@@ -209,15 +238,14 @@ class Sam2Engine:
         xy[..., 1] = xy[..., 1] / height
         return xy * self.resolution
 
-    @torch.inference_mode()
     def upsample(self, logits: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Boolean masks ``(objects, candidates, H, W)`` from low-res ``logits``.
 
         ``logits``: unclamped ``(objects, candidates, 256, 256)``; any subset
-        of the candidates may be passed (e.g. only the one on screen).
+        of the candidates may be passed (e.g. only the one on screen). Equal to
+        the reference's ``F.interpolate`` thresholded, pixel for pixel.
         """
-        full = F.interpolate(logits.float(), image_size, mode="bilinear", align_corners=False)
-        return full > 0.0
+        return torch.from_numpy(self._upsampler.masks(logits, self.frame(image_size)))
 
 
 def _mask_tensor(

@@ -1,0 +1,204 @@
+"""Benchmark 2: moving to the next image without waiting for the encoder.
+
+A scripted session through the real :class:`InferenceClient` and its worker
+thread, with SAM 2.1 hiera-tiny (seeded random weights) on 4000 x 3000 JPEG
+files. On each image the script does what a person does: arrive (``focus``,
+and ``prefetch`` of the next two images, as the window does), click at once
+(``predict``), wait for the mask, click again at once, then look at the image
+until 1.2x one encode has passed since arriving. Meanwhile the worker encodes
+the next images in the background.
+
+- ``session.next_image``: arrival -> first mask, as a fraction of one encode
+  (``engine.embed`` timed before the session); target 5%. The first images
+  wait: image 1 is encoded on arrival, so the prefetch starts one encode late
+  and, with 0.2 encode of slack per image, catches up after about 5 images. ``click_idle_ms``
+  is a click on an encoded image with the worker idle (the decode alone,
+  through the worker); ``embedding_wait`` = first mask - idle click, the part
+  of the wait that came from the embedding not being ready.
+- ``session.click_after_arrival``: the second click's wait against an idle
+  click: how much background encoding delays a click (no target in issue 5).
+- ``session.revisit_disk``: arrival -> first mask with a new client (an app
+  restarted) whose embeddings come from the disk cache; target 2%.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import Emit, Result, median, qt_app, sam2_checkpoint, scratch
+
+MODEL = "sam2.1_hiera_tiny"
+HEIGHT, WIDTH = 3000, 4000
+DWELL = 1.2  # encodes spent on each image
+PREFETCH_AHEAD = 2  # as samdesk.views.session does
+TIMEOUT_S = 600.0
+
+
+def spin(seconds: float) -> None:
+    """Run the Qt event loop for ``seconds`` (results keep arriving meanwhile)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(max(0, int(seconds * 1000)), loop.quit)
+    loop.exec()
+
+
+def wait_until(done: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
+    """Run the event loop until ``done()``; polls every millisecond."""
+    from PySide6.QtCore import QCoreApplication, QEventLoop
+
+    deadline = time.perf_counter() + timeout_s
+    while not done():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the inference worker did not answer in time")
+        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 1)
+        if not done():
+            time.sleep(0.0005)
+
+
+class Script:
+    """Drives one :class:`InferenceClient` like a person and records waits (seconds)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.results: dict[int, float] = {}
+        self.failures: list[str] = []
+        client.predicted.connect(lambda r: self.results.__setitem__(r.request_id,
+                                                                    time.perf_counter()))
+        client.failed.connect(lambda f: self.failures.append(f.message))
+
+    def click(self, image: Any, prompts: Any, start: float) -> float:
+        """Ask for a mask and wait for it; seconds from ``start`` to the mask."""
+        request = self.client.predict(image, prompts)
+        wait_until(lambda: request in self.results or bool(self.failures))
+        if self.failures:
+            raise RuntimeError(f"inference failed: {self.failures[0]}")
+        return self.results[request] - start
+
+    def arrive(self, image: Any, ahead: list[Any], prompts: Any) -> tuple[float, float, float]:
+        """Open ``image``, click at once and again; (start, first mask wait, second wait)."""
+        start = time.perf_counter()
+        self.client.focus(image)
+        if ahead:
+            self.client.prefetch(ahead)
+        first = self.click(image, prompts, start)
+        second = self.click(image, prompts, time.perf_counter())
+        return start, first, second
+
+    def idle_clicks(self, image: Any, prompts: Any, times: int) -> list[float]:
+        """Waits of ``times`` clicks on an encoded image once the worker is idle."""
+        wait_until(self.client.is_idle)
+        return [self.click(image, prompts, time.perf_counter()) for _ in range(times)]
+
+
+def write_images(folder: Path, count: int) -> list[Path]:
+    """``count`` distinct 4000 x 3000 JPEG files."""
+    from PIL import Image
+
+    from tests.model_factories import textured_image
+
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:03d}.jpg"
+        Image.fromarray(textured_image(HEIGHT, WIDTH, seed=100 + i)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def encode_seconds(checkpoint: Path, path: Path, times: int) -> float:
+    """Median seconds of ``engine.embed`` on the decoded ``path`` (one encode)."""
+    from samdesk.images import load_rgb
+    from samdesk.inference.registry import load_model
+
+    engine = load_model(MODEL, checkpoint, "cpu")
+    rgb = load_rgb(path)
+    seconds = []
+    for _ in range(times):
+        start = time.perf_counter()
+        engine.embed(rgb)
+        seconds.append(time.perf_counter() - start)
+    return median(seconds)
+
+
+def _client(cache_folder: Path, checkpoint: Path) -> Any:
+    from samdesk.inference.cache import EmbeddingCache
+    from samdesk.inference.worker import InferenceClient
+
+    client = InferenceClient(EmbeddingCache(cache_folder))
+    client.start()
+    loaded: list[Any] = []
+    client.model_loaded.connect(loaded.append)
+    client.set_model(MODEL, checkpoint, "cpu")
+    wait_until(lambda: bool(loaded))
+    return client
+
+
+def run(quick: bool, emit: Emit) -> None:
+    from samdesk.inference.requests import ImageRef
+    from tests.model_factories import prompt_case
+
+    qt_app()
+    count, revisits = (10, 4) if quick else (20, 10)
+    checkpoint = sam2_checkpoint()
+    prompts = prompt_case("one_point", HEIGHT, WIDTH)
+    with scratch("session") as folder:
+        paths = write_images(folder, count + 1)
+        encode_s = encode_seconds(checkpoint, paths[-1], 2 if quick else 3)
+        refs = [ImageRef.from_path(p) for p in paths[:count]]
+        cache = folder / "cache"
+
+        client = _client(cache, checkpoint)
+        script = Script(client)
+        firsts, seconds = [], []
+        try:
+            for i, ref in enumerate(refs):
+                start, first, second = script.arrive(
+                    ref, refs[i + 1:i + 1 + PREFETCH_AHEAD], prompts)
+                firsts.append(first)
+                seconds.append(second)
+                spin(start + DWELL * encode_s - time.perf_counter())
+            idle = median(script.idle_clicks(refs[-1], prompts, 3 if quick else 5))
+        finally:
+            client.stop()
+        emit(_line("session.next_image", firsts, idle, encode_s, 0.05,
+                   "arrival -> first mask / one encode; image 1 has nothing prefetched"))
+        emit(Result("session.click_after_arrival", {
+            "click_idle_ms": round(1000 * idle, 1),
+            "second_click_ms_median": round(1000 * median(seconds), 1),
+            "second_click_ms_max": round(1000 * max(seconds), 1),
+        }, median(seconds) / idle, None,
+            "a click right after the first mask vs a click with the worker idle"))
+
+        client = _client(cache, checkpoint)  # a restarted app: memory empty, disk kept
+        script = Script(client)
+        order = random.Random(0).sample(refs, min(revisits, len(refs)))
+        firsts = []
+        try:
+            for ref in order:
+                wait_until(client.is_idle)
+                firsts.append(script.arrive(ref, [], prompts)[1])
+        finally:
+            client.stop()
+        emit(_line("session.revisit_disk", firsts, idle, encode_s, 0.02,
+                   "new client, embeddings from the disk cache; arrival -> first mask"))
+
+
+def _line(name: str, firsts: list[float], idle_click: float, encode_s: float,
+          target: float, note: str) -> Result:
+    wait = max(0.0, statistics.median(firsts) - idle_click)
+    figures = {
+        "images": len(firsts),
+        "encode_ms": round(1000 * encode_s, 1),
+        "first_mask_ms_median": round(1000 * statistics.median(firsts), 1),
+        "first_mask_ms_max": round(1000 * max(firsts), 1),
+        "click_idle_ms": round(1000 * idle_click, 1),
+        "embedding_wait_ms": round(1000 * wait, 1),
+        "embedding_wait_ratio": round(wait / encode_s, 4),
+        "first_masks_ms": [round(1000 * f) for f in firsts],
+    }
+    return Result(name, figures, statistics.median(firsts) / encode_s, target, note)
