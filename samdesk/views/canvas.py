@@ -26,13 +26,16 @@ Interface (what the main window uses)::
     set_image(rgb | None)           (H, W, 3) or (H, W) uint8; clears layers, candidate and
                                     prompt markers, and fits the view. Call it first.
     set_image_size(width, height)   full-resolution size when rgb was a display proxy
-    set_layers(layers)              back to front; overlays are cached per layer id
+    set_layers(layers)              back to front; overlays are cached per layer id, the
+                                    unselected ones flattened onto the image, the
+                                    selected ones drawn above all the others
     set_candidate(mask | None, color="#00e5ff")   live candidate, above the layers
     set_prompt_markers(points, box)  points [(x, y, positive)], box (x0, y0, x1, y1) | None
     set_tool(tool) / tool; set_brush_size(px) / brush_size ([ and ] scale it by 20%)
     fit(); zoom_1to1(); zoom_by(factor, anchor_scene_pos=None); zoom (property)
     layer_at(x, y) -> id | None     front-most visible layer holding the pixel
-    image_size -> (width, height) | None; overlay_cache (its ``rebuilds`` counter)
+    image_size -> (width, height) | None; overlay_cache (its ``rebuilds`` counter);
+    flat_image (its ``flattened_px`` counter: picture pixels re-composited)
     render_to_image() -> QImage     paint the current view synchronously (benchmarks)
 
 Mouse: the wheel zooms about the cursor; the middle button, space + left drag,
@@ -56,7 +59,6 @@ from PySide6.QtGui import (
     QKeyEvent,
     QMouseEvent,
     QPainter,
-    QPixmap,
     QResizeEvent,
     QTransform,
     QWheelEvent,
@@ -64,12 +66,12 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
-    QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsView,
     QWidget,
 )
 
+from samdesk.views.composite import FlatImage
 from samdesk.views.overlays import LayerView, Mask, OverlayCache
 from samdesk.views.qtutil import rgb_to_qimage
 from samdesk.views.scene_items import LayerStack, MarkerLayer
@@ -91,7 +93,7 @@ MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
 WHEEL_STEP = 1.2  # zoom factor per wheel notch (120 eighths of a degree)
 BRUSH_STEP = 1.2  # [ and ] divide or multiply the brush size by this
 BRUSH_RANGE = (1, 1000)
-LAYER_Z, CANDIDATE_Z = 1.0, 1.0e6  # layers stack from LAYER_Z up in list order
+PICTURE_Z, LAYER_Z, CANDIDATE_Z = 0.0, 1.0, 1.0e6  # selected layers from LAYER_Z up
 
 _BUTTONS = {Qt.MouseButton.LeftButton: Button.LEFT, Qt.MouseButton.RightButton: Button.RIGHT,
             Qt.MouseButton.MiddleButton: Button.MIDDLE}
@@ -125,12 +127,8 @@ class Canvas(QGraphicsView):
         self.viewport().setMouseTracking(True)  # cursor_moved and the brush circle
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-        self._image_item = QGraphicsPixmapItem()
-        self._image_item.setZValue(0.0)
         self._image_size: tuple[int, int] | None = None  # (width, height), full resolution
-        self._image_item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-        self.scene().addItem(self._image_item)
-        self._stack = LayerStack(self.scene(), LAYER_Z, CANDIDATE_Z)
+        self._stack = LayerStack(self.scene(), PICTURE_Z, LAYER_Z, CANDIDATE_Z)
         self._marks = MarkerLayer(self.scene(), CANDIDATE_Z + 2)
         self._controller = ToolController()
         self._press_pos = QPoint()
@@ -147,16 +145,15 @@ class Canvas(QGraphicsView):
 
         Layers, candidate and prompt markers are cleared and the view is fitted.
         """
-        self.set_layers([])
         self.set_candidate(None)
         self.set_prompt_markers([], None)
         self._controller.cancel()
         if rgb is None:
-            self._image_item.setPixmap(QPixmap())
+            self._stack.set_image(None)
             self._set_size(None)
         else:
             array = np.asarray(rgb)
-            self._image_item.setPixmap(QPixmap.fromImage(rgb_to_qimage(array)))
+            self._stack.set_image(rgb_to_qimage(array))
             self._set_size((int(array.shape[1]), int(array.shape[0])))
         self.fit()
 
@@ -177,10 +174,8 @@ class Canvas(QGraphicsView):
     def _set_size(self, size: tuple[int, int] | None) -> None:
         self._image_size = size
         self._controller.image_size = None if size is None else (size[1], size[0])
-        if size is not None and not self._image_item.pixmap().isNull():
-            pixmap = self._image_item.pixmap()
-            self._image_item.setTransform(QTransform.fromScale(
-                size[0] / pixmap.width(), size[1] / pixmap.height()))
+        if size is not None:
+            self._stack.picture.set_image_size(size)
         self._update_scene_rect()
 
     @property
@@ -199,6 +194,11 @@ class Canvas(QGraphicsView):
     def overlay_cache(self) -> OverlayCache:
         """The per-layer overlay cache (its ``rebuilds`` counter is observable)."""
         return self._stack.cache
+
+    @property
+    def flat_image(self) -> FlatImage:
+        """The image with the unselected layers blended on (``flattened_px`` is observable)."""
+        return self._stack.picture
 
     def set_candidate(self, mask: Mask | None, color: str = "#00e5ff") -> None:
         """Show the live candidate mask above the layers, outlined; ``None`` hides it."""
@@ -296,9 +296,7 @@ class Canvas(QGraphicsView):
         self._zoomed()
 
     def _zoomed(self) -> None:
-        mode = (Qt.TransformationMode.SmoothTransformation if self.zoom < 1.0
-                else Qt.TransformationMode.FastTransformation)  # crisp pixels when zoomed in
-        self._image_item.setTransformationMode(mode)
+        self._stack.picture.set_smooth(self.zoom < 1.0)  # crisp pixels when zoomed in
         self.zoom_changed.emit(self.zoom)
 
     def _scroll_by(self, dx: int, dy: int) -> None:

@@ -1,10 +1,11 @@
 """The graphics items of the canvas scene, apart from the view's own handling.
 
-:class:`LayerStack` keeps one ``QGraphicsPixmapItem`` per mask layer, fed
-from the :class:`~samdesk.views.overlays.OverlayCache`, plus the live
-candidate; :class:`MarkerLayer` holds the vector decorations drawn above the
-masks: prompt dots and box, the box tool's rubber band, the brush cursor and
-the preview of a brush stroke in progress.
+:class:`LayerStack` holds the image with the unselected layers flattened onto
+it (:mod:`samdesk.views.composite`), one ``QGraphicsPixmapItem`` per selected
+layer and the live candidate, fed from the
+:class:`~samdesk.views.overlays.OverlayCache`. :class:`MarkerLayer` holds the
+vector decorations drawn above the masks: prompt dots and box, the box tool's
+rubber band, the brush cursor and the preview of a brush stroke in progress.
 Scene coordinates are continuous image pixels of the full-resolution
 upright frame (pixel ``(col, row)`` covers ``[col, col + 1) x [row, row + 1)``).
 """
@@ -15,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QImage, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QGraphicsScene,
 )
 
+from samdesk.views.composite import FlatImage
 from samdesk.views.overlays import (
     CANDIDATE_STYLE,
     LayerView,
@@ -55,23 +57,36 @@ def check_mask_size(mask: Mask, image_size: tuple[int, int] | None, what: str) -
 
 
 class LayerStack:
-    """Mask layers (z from ``z`` up, in list order) and the candidate (at ``candidate_z``)."""
+    """The image with its mask layers, and the candidate (at ``candidate_z``).
 
-    def __init__(self, scene: QGraphicsScene, z: float, candidate_z: float) -> None:
+    The unselected visible layers are blended into :attr:`picture` (a
+    :class:`~samdesk.views.composite.FlatImage` at ``picture_z``), so a repaint
+    draws one picture however many layers there are. Each selected layer is
+    its own pixmap item above the picture (from ``z`` up, in list order) and
+    the candidate is above those: the layer being edited is never hidden by
+    the layers in front of it. Overlays come from :attr:`cache`, built once
+    per mask, colour and selected state.
+    """
+
+    def __init__(self, scene: QGraphicsScene, picture_z: float, z: float,
+                 candidate_z: float) -> None:
         self._scene = scene
         self._z = z
         self.cache = OverlayCache()
+        self.picture = FlatImage()
+        self.picture.setZValue(picture_z)
+        scene.addItem(self.picture)
         self._layers: list[LayerView] = []
-        self._items: dict[int, QGraphicsPixmapItem] = {}
-        self._shown: dict[int, Overlay | None] = {}  # the overlay each item holds
+        self._overlays: dict[int, Overlay] = {}  # visible layers with a non-empty mask
+        self._selected: dict[int, tuple[QGraphicsPixmapItem, Overlay]] = {}
         self.candidate = _inert(QGraphicsPixmapItem(), candidate_z)
         self.candidate.setVisible(False)
         scene.addItem(self.candidate)
 
-    @property
-    def items(self) -> dict[int, QGraphicsPixmapItem]:
-        """Layer id to its pixmap item (read only)."""
-        return dict(self._items)
+    def set_image(self, picture: QImage | None) -> None:
+        """Show ``picture`` with no layers (see :meth:`FlatImage.set_image`)."""
+        self.picture.set_image(picture)
+        self.set_layers([], None)
 
     def set_layers(self, layers: list[LayerView], image_size: tuple[int, int] | None) -> None:
         """Show ``layers`` back to front; only changed visible layers are rebuilt."""
@@ -81,25 +96,34 @@ class LayerStack:
             raise ValueError(f"layer id {duplicate} appears more than once")
         for layer in layers:
             check_mask_size(layer.mask, image_size, f"layer {layer.id}")
-        for stale in set(self._items) - set(ids):
-            self._scene.removeItem(self._items.pop(stale))
-            self._shown.pop(stale, None)
         self.cache.retain(set(ids))
-        for index, layer in enumerate(layers):
-            item = self._items.get(layer.id)
-            if item is None:
-                item = _inert(QGraphicsPixmapItem(), self._z + index)
-                self._scene.addItem(item)
-                self._items[layer.id] = item
-            item.setZValue(self._z + index)
-            overlay = self._shown.get(layer.id)
-            if layer.visible:
-                fresh = self.cache.get(layer)
-                if fresh is not overlay:
-                    _show(item, fresh)
-                    self._shown[layer.id] = overlay = fresh
-            item.setVisible(layer.visible and overlay is not None)
+        self._overlays = {}
+        flat: list[tuple[int, Overlay]] = []
+        selected: list[tuple[int, Overlay]] = []
+        for layer in layers:
+            overlay = self.cache.get(layer) if layer.visible else None
+            if overlay is None:
+                continue
+            self._overlays[layer.id] = overlay
+            (selected if layer.selected else flat).append((layer.id, overlay))
+        self.picture.set_layers(flat)
+        self._show_selected(selected)
         self._layers = list(layers)
+
+    def _show_selected(self, selected: list[tuple[int, Overlay]]) -> None:
+        """One pixmap item per selected layer, stacked in list order above the picture."""
+        ids = {layer_id for layer_id, _ in selected}
+        for stale in set(self._selected) - ids:
+            self._scene.removeItem(self._selected.pop(stale)[0])
+        for index, (layer_id, overlay) in enumerate(selected):
+            item, shown = self._selected.get(layer_id, (None, None))
+            if item is None:
+                item = _inert(QGraphicsPixmapItem(), self._z)
+                self._scene.addItem(item)
+            if shown is not overlay:
+                _show(item, overlay)
+            self._selected[layer_id] = (item, overlay)
+            item.setZValue(self._z + index)
 
     def set_candidate(self, mask: Mask | None, color: str,
                       image_size: tuple[int, int] | None) -> None:
@@ -114,7 +138,7 @@ class LayerStack:
     def layer_at(self, x: float, y: float) -> int | None:
         """Id of the front-most visible layer holding pixel ``(floor(x), floor(y))``."""
         for layer in reversed(self._layers):
-            overlay = self._shown.get(layer.id) if layer.visible else None
+            overlay = self._overlays.get(layer.id)
             if overlay is not None and overlay.crop.contains(x, y):
                 return layer.id
         return None
