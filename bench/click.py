@@ -2,8 +2,10 @@
 
 For SAM ViT-B and SAM 2.1 hiera-tiny (seeded random weights: the real
 models' cost), a point prompt and a box prompt, it times the path from the
-request to the candidate mask the window draws (``engine.propose`` and the
-shown candidate, :func:`shown_mask`) against:
+request to the candidate mask the window draws: the worker's own
+:func:`samdesk.inference.worker.answer` for a ``Predict`` request
+(``engine.propose`` and the shown candidate upsampled; the others follow
+later, one low-priority job each, for Tab), :func:`shown_mask`, against:
 
 - ``vs_predictor`` (a): the reference ``SamPredictor.predict`` /
   ``SAM2ImagePredictor.predict`` with ``multimask_output=True`` on the same
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,10 +60,16 @@ class Case:
 def shown_mask(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
     """samdesk's interactive path: the best candidate, the mask the window draws.
 
-    ``propose`` decodes the three candidates at low resolution; only the
-    shown one is upsampled (the others when the person presses Tab).
+    Exactly what the inference worker runs for a click before it answers:
+    ``propose`` decodes the three candidates at low resolution and only the
+    shown one is upsampled (the others are upsampled after the answer).
     """
-    return engine.propose(embedding, prompts, None, True).shown()[0]
+    from samdesk.inference.requests import ImageRef, Predict
+    from samdesk.inference.worker import answer
+
+    job = Predict(0, ImageRef(Path("bench.png"), "bench"), prompts, None, True)
+    result, _ = answer(engine, embedding, job)
+    return result.masks[0, int(result.best()[0])]
 
 
 def all_masks(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:

@@ -8,6 +8,10 @@ and ``prefetch`` of the next two images, as the window does), click at once
 until 1.2x one encode has passed since arriving. Meanwhile the worker encodes
 the next images in the background.
 
+The "mask" waited for is the client's first ``predicted`` answer: the shown
+candidate, what the window draws (SAM and SAM 2 upsample the other candidates
+afterwards, for Tab, as low-priority worker jobs a newer click supersedes).
+
 - ``session.next_image``: arrival -> first mask, as a fraction of one encode
   (``engine.embed`` timed before the session); target 5%. The first images
   wait: image 1 is encoded on arrival, so the prefetch starts one encode late
@@ -49,16 +53,30 @@ def spin(seconds: float) -> None:
 
 
 def wait_until(done: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
-    """Run the event loop until ``done()``; polls every millisecond."""
-    from PySide6.QtCore import QCoreApplication, QEventLoop
+    """Run the event loop until ``done()``, checking every 2 ms.
+
+    The loop sleeps between events (no busy polling, which on a 2-core machine
+    would take a core from the worker's torch threads); results are stamped
+    by their slots when delivered, so the check interval does not bias timings.
+    """
+    from PySide6.QtCore import QEventLoop, QTimer
 
     deadline = time.perf_counter() + timeout_s
+    loop = QEventLoop()
+    timer = QTimer()
+    timer.setInterval(2)
+
+    def check() -> None:
+        if done() or time.perf_counter() > deadline:
+            loop.quit()
+
+    timer.timeout.connect(check)
     while not done():
         if time.perf_counter() > deadline:
             raise TimeoutError("the inference worker did not answer in time")
-        QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 1)
-        if not done():
-            time.sleep(0.0005)
+        timer.start()
+        loop.exec()
+        timer.stop()
 
 
 class Script:

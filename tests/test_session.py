@@ -16,16 +16,23 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 
 from samdesk import masks
-from samdesk.inference.base import Detections, Prediction
-from samdesk.inference.requests import DetectResult, EmbeddingState, PredictResult
+from samdesk.inference.base import Detections, Point, Prediction, Prompts
+from samdesk.inference.requests import (
+    CandidateMasks,
+    DetectResult,
+    EmbeddingState,
+    PredictResult,
+)
 from samdesk.project import Project
 from samdesk.views.session import Session
 
 H, W = 60, 80
+WAIT_MS = 20_000
 
 
 class FakeClient(QObject):
     predicted = Signal(object)
+    candidates = Signal(object)
     detected = Signal(object)
     embedding_state = Signal(object)
     model_loaded = Signal(object)
@@ -113,7 +120,7 @@ def setup(tmp_path: Path, qtbot):
 
 def answer(client: FakeClient, session: Session, pred: Prediction) -> None:
     request_id, _, image, prompts, *_ = client.last("predict")
-    client.predicted.emit(PredictResult(request_id, image.key, prompts, pred))
+    client.predicted.emit(PredictResult.of(request_id, image.key, prompts, pred))
 
 
 def test_opening_an_image_focuses_it_and_prefetches_the_next(setup) -> None:
@@ -147,8 +154,8 @@ def test_stale_results_are_dropped(setup) -> None:
     session.add_point(10, 10)
     old_id, _, image, prompts, *_ = client.last("predict")
     session.add_point(12, 12)
-    client.predicted.emit(PredictResult(old_id, image.key, prompts,
-                                        prediction((rect(0, 0, 5, 5), 1.0))))
+    client.predicted.emit(PredictResult.of(old_id, image.key, prompts,
+                                           prediction((rect(0, 0, 5, 5), 1.0))))
     assert session.candidates == []
     answer(client, session, prediction((rect(0, 0, 9, 9), 1.0)))
     assert len(session.candidates) == 1
@@ -245,3 +252,97 @@ def test_step_image_follows_the_given_order(setup) -> None:
     session.add_point(3, 3)
     session.step_image(1)
     assert session.points == [] and client.cancelled
+
+
+# -- candidates that arrive after the first answer (SAM, SAM 2) ----------------
+
+
+def first_answer(client: FakeClient, pred: Prediction, shown: int) -> int:
+    """Answer the last predict with candidate ``shown``'s mask only, as the worker does."""
+    request_id, _, image, prompts, *_ = client.last("predict")
+    client.predicted.emit(PredictResult(request_id, image.key, prompts, pred.scores,
+                                        pred.logits, {(0, shown): pred.masks[0, shown]}))
+    return request_id
+
+
+def test_tab_before_the_other_candidates_arrive_shows_them_when_they_do(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.5), (rect(0, 0, 40, 40), 0.9),
+                      (rect(0, 0, 30, 30), 0.7))
+    request_id = first_answer(client, pred, 1)
+    assert np.array_equal(view.candidate, rect(0, 0, 40, 40))
+    session.cycle_candidate()  # the 0.7 one is not here yet: the shown mask stays
+    assert session.candidate_index == 0 and np.array_equal(view.candidate, rect(0, 0, 40, 40))
+    key = session.ref.key
+    client.candidates.emit(CandidateMasks(request_id, key, {(0, 2): rect(0, 0, 30, 30)}))
+    assert session.candidate_index == 1 and np.array_equal(view.candidate, rect(0, 0, 30, 30))
+    session.cycle_candidate()
+    assert session.candidate_index == 1  # the third is still on its way
+    client.candidates.emit(CandidateMasks(request_id, key, {(0, 0): rect(0, 0, 20, 20)}))
+    assert session.candidate_index == 2 and np.array_equal(view.candidate, rect(0, 0, 20, 20))
+    session.add_point(15, 15)  # refines with the shown candidate's logits
+    assert client.last("predict")[4][0, 0, 0] == 0
+    [ann_id] = session.accept()
+    assert np.array_equal(masks.decode(project.annotation(ann_id).rle), rect(0, 0, 20, 20))
+    assert request_id in client.cancelled  # its leftover upsampling is not wanted
+
+
+def test_late_candidates_of_an_older_request_are_dropped(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.9), (rect(0, 0, 40, 40), 0.5))
+    old = first_answer(client, pred, 0)
+    session.add_point(50, 50)
+    new = first_answer(client, prediction((rect(40, 40, 60, 60), 0.9),
+                                          (rect(30, 30, 60, 60), 0.4)), 0)
+    client.candidates.emit(CandidateMasks(old, session.ref.key, {(0, 1): rect(0, 0, 40, 40)}))
+    session.cycle_candidate()
+    assert session.candidate_index == 0 and session.candidates[1].mask is None
+    client.candidates.emit(CandidateMasks(new, session.ref.key, {(0, 1): rect(30, 30, 60, 60)}))
+    assert np.array_equal(view.candidate, rect(30, 30, 60, 60))
+
+
+def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtbot) -> None:
+    """The real client and worker with a random-weight tiny SAM: the first mask the
+    person sees is ``predict``'s best candidate, and Tab shows its others, pixel for pixel."""
+    from samdesk.inference.cache import EmbeddingCache, model_key
+    from samdesk.inference.registry import load_model
+    from samdesk.inference.worker import InferenceClient
+    from tests.model_factories import (
+        TINY_SAM,
+        make_sam_checkpoint,
+        registered_test_model,
+        textured_image,
+    )
+
+    cv2.imwrite(str(tmp_path / "photo.png"), textured_image(180, 260, seed=3)[..., ::-1])
+    checkpoint = make_sam_checkpoint(tmp_path / "models" / "sam.pth", TINY_SAM)
+    project = Project.open(tmp_path)
+    client, view = InferenceClient(EmbeddingCache(tmp_path / "emb")), RecordingView()
+    with registered_test_model("sam", TINY_SAM) as spec:
+        client.start()
+        session = Session(project, client, view)
+        try:
+            with qtbot.waitSignal(client.model_loaded, timeout=60_000):
+                client.set_model(spec.name, checkpoint)
+            session.open_image(project.images()[0].id)
+            with qtbot.waitSignal(client.predicted, timeout=60_000):
+                session.add_point(90, 70)
+            first = view.candidate.copy()
+            qtbot.waitUntil(lambda: all(c.mask is not None for c in session.candidates),
+                            timeout=WAIT_MS)
+            embedding = client.cache.get(model_key(spec.name, checkpoint), session.ref.key)
+            expected = load_model(spec.name, checkpoint, "cpu").predict(
+                embedding, Prompts(points=(Point(90, 70),)), None, True)
+            order = np.argsort(-expected.scores[0])
+            assert np.array_equal(first, expected.masks[0, order[0]])
+            for shown in order[1:]:
+                session.cycle_candidate()
+                assert np.array_equal(view.candidate, expected.masks[0, shown])
+            assert np.array_equal(session.shown_candidate().logits,
+                                  expected.logits[0, order[2]:order[2] + 1])
+        finally:
+            session.close()
+            client.stop()
+            project.close()

@@ -462,3 +462,4 @@ def test_queue_focus_drops_other_images_and_cancel_removes_a_request() -> None:
     assert queue.put(FocusImage(3, _ref("c"))) == [2]
     assert queue.cancel(3) and not queue.cancel(3)
     assert queue.take(lambda key: False) is None
+

@@ -1,7 +1,8 @@
 """What the window asks the inference worker, what comes back, and the queue in between.
 
-Requests and results are immutable dataclasses of plain Python and numpy
-objects, each request carrying the id the client gave it. The
+Requests are immutable dataclasses of plain Python and numpy objects, each
+carrying the id the client gave it; the results that answer them live in
+:mod:`samdesk.inference.results` (re-exported here). The
 :class:`RequestQueue` is the only state the GUI thread and the worker thread
 share; it decides what the worker runs next:
 
@@ -9,12 +10,16 @@ share; it decides what the worker runs next:
 2. predictions and text detections whose image embedding is ready, oldest first;
 3. encoding the image in focus;
 4. encoding an image a pending prediction is waiting for;
-5. when nothing else is left, encoding the next prefetch image (a cache hit
+5. upsampling the candidates of the latest prediction that the window does
+   not show yet (:class:`UpsampleCandidate`, one candidate a job), so Tab
+   finds them ready;
+6. when nothing else is left, encoding the next prefetch image (a cache hit
    when it is encoded already).
 
 A newer prediction (or detection) for an image supersedes a pending one for the
 same image; focusing another image drops the pending work on every other image
-and the focus encode nobody waits for any more. Prefetch images only ever run
+and the focus encode nobody waits for any more. Any prediction, detection or
+focus drops the pending candidate upsampling. Prefetch images only ever run
 when the queue is otherwise empty. Qt-free.
 """
 
@@ -25,14 +30,54 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from samdesk.errors import SamdeskError
 from samdesk.imagefiles import content_hash
-from samdesk.inference.base import Detections, Prediction, Prompts
+from samdesk.inference.base import Prompts
 from samdesk.inference.registry import MODELS, SEGMENTER
+from samdesk.inference.results import (
+    CandidateKey,
+    CandidateMasks,
+    DetectResult,
+    EmbeddingState,
+    EmbeddingStatus,
+    Failure,
+    ModelLoaded,
+    PredictResult,
+    Progress,
+)
+
+__all__ = [  # the results are defined in samdesk.inference.results, re-exported here
+    "ImageRef",
+    "SetModel",
+    "FocusImage",
+    "Predict",
+    "DetectSegment",
+    "Prefetch",
+    "Request",
+    "Encode",
+    "UpsampleCandidate",
+    "Job",
+    "RequestQueue",
+    "prefetch_list",
+    "describe",
+    "one_line",
+    "CandidateKey",
+    "CandidateMasks",
+    "DetectResult",
+    "EmbeddingState",
+    "EmbeddingStatus",
+    "Failure",
+    "ModelLoaded",
+    "PredictResult",
+    "Progress",
+]
+
+if TYPE_CHECKING:
+    from samdesk.inference.upsample import Proposal
 
 
 @dataclass(frozen=True)
@@ -134,77 +179,22 @@ class Encode:
     total: int = 0
 
 
-Job = SetModel | Predict | DetectSegment | Encode
-
-
-# -- results -----------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class ModelLoaded:
-    """Model ``name`` now serves as the ``slot`` engine on ``device``."""
+class UpsampleCandidate:
+    """The worker's low-priority job of upsampling one candidate the window does not show yet.
 
-    request_id: int
-    name: str
-    slot: str
-    device: str
-
-
-@dataclass(frozen=True)
-class PredictResult:
-    """The masks for one :class:`Predict` (see :class:`~samdesk.inference.base.Prediction`)."""
-
-    request_id: int
-    image_key: str
-    prompts: Prompts
-    prediction: Prediction
-
-
-@dataclass(frozen=True)
-class DetectResult:
-    """Boxes found for ``text`` and their masks; ``prediction`` is None when none were found."""
-
-    request_id: int
-    image_key: str
-    text: str
-    detections: Detections
-    prediction: Prediction | None
-
-
-EmbeddingStatus = Literal["queued", "computing", "ready", "failed"]
-
-
-@dataclass(frozen=True)
-class EmbeddingState:
-    """Where an image's embedding stands, for the status bar.
-
-    ``source`` (with ``"ready"``): ``"memory"``, ``"disk"`` or ``"computed"``;
-    ``seconds``: how long the encode took (0 for a cache hit).
+    ``proposal`` is the engine's answer to :class:`Predict` ``request_id``; it
+    lives on the worker thread only. ``obj``, ``candidate`` index its scores.
     """
 
-    image_key: str
-    status: EmbeddingStatus
-    request_id: int = 0
-    source: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` steps of request ``request_id`` (prefetching)."""
-
     request_id: int
-    done: int
-    total: int
-    message: str = ""
+    image: ImageRef
+    proposal: Proposal
+    obj: int
+    candidate: int
 
 
-@dataclass(frozen=True)
-class Failure:
-    """Request ``request_id`` failed; ``message`` is one line a person can act on."""
-
-    request_id: int
-    message: str
+Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate
 
 
 # -- the queue ---------------------------------------------------------------
@@ -227,6 +217,8 @@ class RequestQueue:
         self._focus_taken = True
         self._decodes: dict[tuple[type, str], Predict | DetectSegment] = {}
         self._prefetch: _Prefetching | None = None
+        self._candidates: deque[UpsampleCandidate] = deque()
+        self._newest = 0  # id of the latest prediction, detection or focus
         self._closed = False
 
     def put(self, request: Request) -> list[int]:
@@ -244,11 +236,15 @@ class RequestQueue:
                 old = self._prefetch
                 self._prefetch = _Prefetching(request, deque(request.images))
                 return [old.request.request_id] if old and old.left else []
+            self._newest = max(self._newest, request.request_id)
+            self._candidates.clear()
             old_decode = self._decodes.pop((type(request), request.image.key), None)
             self._decodes[(type(request), request.image.key)] = request
             return [old_decode.request_id] if old_decode else []
 
     def _refocus(self, request: FocusImage) -> list[int]:
+        self._newest = max(self._newest, request.request_id)
+        self._candidates.clear()
         gone = []
         if self._focus is not None and not self._focus_taken:
             gone.append(self._focus.request_id)
@@ -275,7 +271,22 @@ class RequestQueue:
                 return Encode(self._focus.image, self._focus.request_id, "focus")
             if waiting:
                 return Encode(waiting[0].image, waiting[0].request_id, "predict")
+            if self._candidates:
+                return self._candidates.popleft()
             return self._next_prefetch()
+
+    def put_candidates(self, jobs: Iterable[UpsampleCandidate]) -> bool:
+        """Queue the upsampling of the candidates of one prediction, in this order.
+
+        Refused (False) when a newer prediction, detection or focus was put
+        meanwhile: nobody will look at these candidates.
+        """
+        jobs = list(jobs)
+        with self._lock:
+            if self._closed or not jobs or jobs[0].request_id < self._newest:
+                return False
+            self._candidates = deque(jobs)
+            return True
 
     def _next_prefetch(self) -> Encode | None:
         fetching = self._prefetch
@@ -299,6 +310,7 @@ class RequestQueue:
             self._decodes = {k: r for k, r in self._decodes.items() if r.image.key != image_key}
             if self._prefetch is not None:
                 self._prefetch.left = deque(i for i in self._prefetch.left if i.key != image_key)
+            self._candidates = deque(j for j in self._candidates if j.image.key != image_key)
             return gone
 
     def cancel(self, request_id: int) -> bool:
@@ -311,6 +323,9 @@ class RequestQueue:
             if self._focus is not None and self._focus.request_id == request_id:
                 was_pending, self._focus_taken = not self._focus_taken, True
                 return was_pending
+            if any(job.request_id == request_id for job in self._candidates):
+                self._candidates.clear()
+                return True
             if self._prefetch is not None and self._prefetch.request.request_id == request_id:
                 was_pending = bool(self._prefetch.left)
                 self._prefetch = None
@@ -337,6 +352,7 @@ class RequestQueue:
                 ids.append(self._focus.request_id)
             if self._prefetch is not None and self._prefetch.left:
                 ids.append(self._prefetch.request.request_id)
+            ids += {job.request_id for job in self._candidates}
             return sorted(ids)
 
 
@@ -352,7 +368,8 @@ def describe(job: Job) -> str:
     """What a job does, for messages: 'encoding cat.jpg', 'loading sam_vit_b'."""
     if isinstance(job, SetModel):
         return f"loading {job.name}" + (f" from {job.checkpoint}" if job.checkpoint else "")
-    verb = {Encode: "encoding", Predict: "segmenting", DetectSegment: "detecting on"}[type(job)]
+    verb = {Encode: "encoding", Predict: "segmenting", DetectSegment: "detecting on",
+            UpsampleCandidate: "upsampling a candidate mask of"}[type(job)]
     return f"{verb} {job.image.path.name}"
 
 

@@ -10,6 +10,12 @@ wakes the worker, and re-emits only results that are still current (the
 latest id of their kind, on the image in focus), as napari's layer slicer and
 ndv's generation counter do. Every signal carries one dataclass from
 :mod:`samdesk.inference.requests`. The only inference module that imports Qt.
+
+A prediction from an engine with ``propose`` (SAM, SAM 2) is answered in two
+steps: at once with every score and logit and each object's best candidate
+upsampled (the mask the window draws), then, one candidate per job while no
+newer request waits, with the other candidates' masks (for Tab). A newer
+prediction or focus drops the candidates not yet upsampled.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from samdesk.inference.base import Detections, Embedding, EngineError, Prompts
 from samdesk.inference.cache import EmbeddingCache, model_key
 from samdesk.inference.registry import DETECTOR, get_spec, load_model
 from samdesk.inference.requests import (
+    CandidateMasks,
     DetectResult,
     DetectSegment,
     EmbeddingState,
@@ -44,6 +51,7 @@ from samdesk.inference.requests import (
     Progress,
     RequestQueue,
     SetModel,
+    UpsampleCandidate,
     describe,
     one_line,
     prefetch_list,
@@ -65,6 +73,7 @@ class InferenceWorker(QObject):
 
     model_loaded = Signal(object)  # ModelLoaded
     predicted = Signal(object)  # PredictResult
+    candidates = Signal(object)  # CandidateMasks
     detected = Signal(object)  # DetectResult
     embedding_state = Signal(object)  # EmbeddingState
     progress = Signal(object)  # Progress
@@ -132,6 +141,8 @@ class InferenceWorker(QObject):
                 self._encode(job)
             elif isinstance(job, Predict):
                 self._predict(job)
+            elif isinstance(job, UpsampleCandidate):
+                self._upsample(job)
             else:
                 self._detect(job)
         except Exception as exc:  # noqa: BLE001 - every failure goes back as a message
@@ -192,8 +203,15 @@ class InferenceWorker(QObject):
 
     def _predict(self, job: Predict) -> None:
         embedding, _, _ = self._embedding(job.image, job.request_id)
-        prediction = self._segmenter.predict(embedding, job.prompts, job.mask_input, job.multimask)
-        self.predicted.emit(PredictResult(job.request_id, job.image.key, job.prompts, prediction))
+        result, rest = answer(self._segmenter, embedding, job)
+        self.predicted.emit(result)
+        if rest:
+            self._queue.put_candidates(rest)
+
+    def _upsample(self, job: UpsampleCandidate) -> None:
+        mask = job.proposal.mask(job.obj, job.candidate)
+        key = (job.obj, job.candidate)
+        self.candidates.emit(CandidateMasks(job.request_id, job.image.key, {key: mask}))
 
     def _detect(self, job: DetectSegment) -> None:
         if self._detector is None:
@@ -211,6 +229,29 @@ class InferenceWorker(QObject):
             )
         result = DetectResult(job.request_id, job.image.key, job.text, found, prediction)
         self.detected.emit(result)
+
+
+def answer(engine: Any, embedding: Embedding,
+           job: Predict) -> tuple[PredictResult, list[UpsampleCandidate]]:
+    """The first answer to ``job`` and the upsampling jobs for the candidates it lacks.
+
+    With ``engine.propose``: every score and logit, each object's best
+    candidate upsampled (pixel for pixel ``engine.predict``'s), and one job per
+    other candidate, best scores first (the order Tab shows them). Without it
+    (GrabCut): ``engine.predict``'s whole answer and no jobs.
+    """
+    if not hasattr(engine, "propose"):
+        prediction = engine.predict(embedding, job.prompts, job.mask_input, job.multimask)
+        return PredictResult.of(job.request_id, job.image.key, job.prompts, prediction), []
+    proposal = engine.propose(embedding, job.prompts, job.mask_input, job.multimask)
+    best = proposal.best()
+    shown = {(i, int(c)): proposal.mask(i, int(c)) for i, c in enumerate(best)}
+    result = PredictResult(job.request_id, job.image.key, job.prompts, proposal.scores,
+                           proposal.logits, shown)
+    rest = [UpsampleCandidate(job.request_id, job.image, proposal, i, int(c))
+            for i in range(proposal.scores.shape[0])
+            for c in np.argsort(-proposal.scores[i], kind="stable") if (i, int(c)) not in shown]
+    return result, rest
 
 
 def _on_image(found: Detections, size: tuple[int, int]) -> Detections:
@@ -235,6 +276,7 @@ class InferenceClient(QObject):
 
     model_loaded = Signal(object)  # ModelLoaded
     predicted = Signal(object)  # PredictResult
+    candidates = Signal(object)  # CandidateMasks of the latest PredictResult
     detected = Signal(object)  # DetectResult
     embedding_state = Signal(object)  # EmbeddingState (the image in focus only)
     progress = Signal(object)  # Progress
@@ -276,6 +318,7 @@ class InferenceClient(QObject):
         worker.moveToThread(thread)
         worker.model_loaded.connect(self._on_model_loaded)
         worker.predicted.connect(self._on_predicted)
+        worker.candidates.connect(self._on_candidates)
         worker.detected.connect(self._on_detected)
         worker.embedding_state.connect(self._on_embedding_state)
         worker.progress.connect(self._on_progress)
@@ -392,6 +435,11 @@ class InferenceClient(QObject):
     def _on_predicted(self, result: PredictResult) -> None:
         if self._current("predict", result.request_id, result.image_key):
             self.predicted.emit(result)
+
+    @Slot(object)
+    def _on_candidates(self, update: CandidateMasks) -> None:
+        if self._current("predict", update.request_id, update.image_key):
+            self.candidates.emit(update)
 
     @Slot(object)
     def _on_detected(self, result: DetectResult) -> None:

@@ -15,7 +15,7 @@ re-read on the GUI thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,13 @@ from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import ImageReadError
 from samdesk.images import ImageStore, load_display
 from samdesk.inference.base import Point, Prompts
-from samdesk.inference.requests import DetectResult, EmbeddingState, ImageRef, PredictResult
+from samdesk.inference.requests import (
+    CandidateMasks,
+    DetectResult,
+    EmbeddingState,
+    ImageRef,
+    PredictResult,
+)
 from samdesk.inference.worker import InferenceClient
 from samdesk.project import Project, ProjectEvent
 from samdesk.views.session_layers import LayerEdits
@@ -45,14 +51,16 @@ def _display(path: Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One proposed mask: ``mask`` bool ``(H, W)`` in image pixels; ``logits``
-    float32 ``(1, 256, 256)`` for refining (None for GrabCut); ``phrase`` for
-    text-prompt candidates (the label they get)."""
+    """One proposed mask: ``mask`` bool ``(H, W)`` in image pixels, or None while
+    the worker still upsamples it; ``logits`` float32 ``(1, 256, 256)`` for
+    refining (None for GrabCut); ``phrase`` for text-prompt candidates (the
+    label they get); ``index``: the model's candidate number (for late masks)."""
 
-    mask: np.ndarray
+    mask: np.ndarray | None
     score: float
     logits: np.ndarray | None = None
     phrase: str | None = None
+    index: int = 0
 
 
 class Session(LayerEdits, QObject):
@@ -84,12 +92,15 @@ class Session(LayerEdits, QObject):
         self.embedding = "none"
         self.model_name = ""
         self._pending: int | None = None
+        self._answered: int | None = None  # the request whose candidates are shown
+        self._wanted: int | None = None  # Tab's pick, drawn once its mask arrives
         self._init_layers()
         labels = project.labels()
         self.default_label: int | None = labels[0].id if labels else None
         self._project_changed.connect(self._on_project_event)
         self._unsubscribe = project.subscribe(self._project_changed.emit)
         client.predicted.connect(self._on_predicted)
+        client.candidates.connect(self._on_candidates)
         client.detected.connect(self._on_detected)
         client.embedding_state.connect(self._on_embedding)
         client.model_loaded.connect(self._on_model_loaded)
@@ -98,6 +109,7 @@ class Session(LayerEdits, QObject):
         """Stop listening to the project and the client."""
         self._unsubscribe()
         for signal, slot in ((self.client.predicted, self._on_predicted),
+                             (self.client.candidates, self._on_candidates),
                              (self.client.detected, self._on_detected),
                              (self.client.embedding_state, self._on_embedding),
                              (self.client.model_loaded, self._on_model_loaded)):
@@ -200,9 +212,10 @@ class Session(LayerEdits, QObject):
 
     def clear_prompts(self) -> None:
         """Forget the prompts and candidates (Esc); nothing in the project changes."""
-        if self._pending is not None:
-            self.client.cancel(self._pending)
-        self._pending = None
+        for request in (self._pending, self._answered):  # candidates still upsampling too
+            if request is not None:
+                self.client.cancel(request)
+        self._pending = self._answered = self._wanted = None
         self.points, self.box, self.candidates, self.candidate_index = [], None, [], 0
         self.refine_target = None
         self._show_prompts()
@@ -210,13 +223,20 @@ class Session(LayerEdits, QObject):
         self.detections_changed.emit([])
 
     def cycle_candidate(self, step: int = 1) -> None:
-        """Show the next of the multimask candidates (Tab)."""
+        """Show the next of the multimask candidates (Tab).
+
+        A candidate the worker is still upsampling is drawn as soon as it arrives.
+        """
         if len(self.candidates) > 1:
-            self.candidate_index = (self.candidate_index + step) % len(self.candidates)
-            self._show_candidate()
+            at = self.candidate_index if self._wanted is None else self._wanted
+            self.show_candidate((at + step) % len(self.candidates))
 
     def show_candidate(self, index: int) -> None:
         if 0 <= index < len(self.candidates):
+            self._wanted = None
+            if self.candidates[index].mask is None:
+                self._wanted = index  # the shown one stays until this one's mask arrives
+                return
             self.candidate_index = index
             self._show_candidate()
 
@@ -288,16 +308,33 @@ class Session(LayerEdits, QObject):
         return self.ref is not None and image_key == self.ref.key and request_id == self._pending
 
     def _on_predicted(self, result: PredictResult) -> None:
+        """The first answer: the best candidate's mask, the others' once upsampled."""
         if not self._is_current(result.image_key, result.request_id):
             return
-        pred = result.prediction
-        order = np.argsort(-pred.scores[0])
-        self.candidates = [Candidate(pred.masks[0, i], float(pred.scores[0, i]),
-                                     None if pred.logits is None else pred.logits[0, i:i + 1])
+        scores, logits = result.scores[0], result.logits
+        order = np.argsort(-scores, kind="stable")
+        self.candidates = [Candidate(result.masks.get((0, int(i))), float(scores[i]),
+                                     None if logits is None else logits[0, i:i + 1], None, int(i))
                            for i in order]
-        self.candidate_index = 0
-        self._pending = None
+        self.candidate_index, self._wanted = 0, None
+        self._pending, self._answered = None, result.request_id
         self._show_candidate()
+
+    def _on_candidates(self, update: CandidateMasks) -> None:
+        """Masks of candidates upsampled after the first answer: ready for Tab."""
+        if self.ref is None or update.image_key != self.ref.key:
+            return
+        if update.request_id != self._answered:
+            return  # an older request's, or the prompts were cleared
+        self.candidates = [
+            replace(c, mask=update.masks[0, c.index])
+            if c.mask is None and (0, c.index) in update.masks else c
+            for c in self.candidates]
+        wanted = self._wanted
+        if wanted is not None and self.candidates[wanted].mask is not None:
+            self.show_candidate(wanted)
+        else:
+            self.candidates_changed.emit()
 
     def _on_detected(self, result: DetectResult) -> None:
         if not self._is_current(result.image_key, result.request_id):

@@ -1,0 +1,150 @@
+"""What the inference worker sends back to the window: immutable results of plain data.
+
+Every result carries the id of the request it answers (see
+:mod:`samdesk.inference.requests`); the client drops those no longer current.
+Masks are bool ``(H, W)`` arrays in upright image pixels, made read-only.
+Qt-free and torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+
+from samdesk.inference.base import Detections, Prediction, Prompts
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    """Model ``name`` now serves as the ``slot`` engine on ``device``."""
+
+    request_id: int
+    name: str
+    slot: str
+    device: str
+
+
+CandidateKey = tuple[int, int]
+"""``(object, candidate)``: indices into a prediction's ``scores``."""
+
+
+def _frozen_masks(masks: Mapping[CandidateKey, np.ndarray]) -> Mapping[CandidateKey, np.ndarray]:
+    for mask in masks.values():
+        mask.setflags(write=False)
+    return MappingProxyType(dict(masks))
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """The answer to one :class:`Predict`: every score and logit, and the masks made so far.
+
+    ``scores``: float32 ``(objects, candidates)``; ``logits``: float32
+    ``(objects, candidates, 256, 256)`` for refining, or None (GrabCut);
+    ``masks``: bool ``(H, W)`` image-pixel masks by ``(object, candidate)``.
+    Engines without ``propose`` (GrabCut) answer with every candidate; SAM and
+    SAM 2 answer at once with each object's best candidate, and the others
+    follow as :class:`CandidateMasks` of the same ``request_id``.
+    """
+
+    request_id: int
+    image_key: str
+    prompts: Prompts
+    scores: np.ndarray
+    logits: np.ndarray | None
+    masks: Mapping[CandidateKey, np.ndarray]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "masks", _frozen_masks(self.masks))
+
+    @classmethod
+    def of(cls, request_id: int, image_key: str, prompts: Prompts,
+           prediction: Prediction) -> PredictResult:
+        """A complete result holding every candidate of ``prediction``."""
+        objects, candidates = prediction.scores.shape
+        masks = {(i, c): prediction.masks[i, c] for i in range(objects) for c in range(candidates)}
+        return cls(request_id, image_key, prompts, prediction.scores, prediction.logits, masks)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every candidate's mask is here."""
+        return len(self.masks) == self.scores.size
+
+    @property
+    def prediction(self) -> Prediction:
+        """The complete answer as :class:`Prediction` (what ``Engine.predict`` returns)."""
+        if not self.complete:
+            raise ValueError(f"request {self.request_id}: candidates are still being upsampled")
+        objects, candidates = self.scores.shape
+        masks = np.stack([np.stack([self.masks[i, c] for c in range(candidates)])
+                          for i in range(objects)])
+        return Prediction(masks, self.scores, self.logits)
+
+    def best(self) -> np.ndarray:
+        """Index of each object's best-scoring candidate, shape ``(objects,)``."""
+        return np.argmax(self.scores, axis=1)
+
+
+@dataclass(frozen=True)
+class CandidateMasks:
+    """More masks for :class:`PredictResult` ``request_id`` (candidates upsampled later).
+
+    ``masks``: bool ``(H, W)`` image-pixel masks by ``(object, candidate)``.
+    """
+
+    request_id: int
+    image_key: str
+    masks: Mapping[CandidateKey, np.ndarray]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "masks", _frozen_masks(self.masks))
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    """Boxes found for ``text`` and their masks; ``prediction`` is None when none were found."""
+
+    request_id: int
+    image_key: str
+    text: str
+    detections: Detections
+    prediction: Prediction | None
+
+
+EmbeddingStatus = Literal["queued", "computing", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class EmbeddingState:
+    """Where an image's embedding stands, for the status bar.
+
+    ``source`` (with ``"ready"``): ``"memory"``, ``"disk"`` or ``"computed"``;
+    ``seconds``: how long the encode took (0 for a cache hit).
+    """
+
+    image_key: str
+    status: EmbeddingStatus
+    request_id: int = 0
+    source: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps of request ``request_id`` (prefetching)."""
+
+    request_id: int
+    done: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Request ``request_id`` failed; ``message`` is one line a person can act on."""
+
+    request_id: int
+    message: str
