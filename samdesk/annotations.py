@@ -28,7 +28,7 @@ class ImageStatus(enum.StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One image file of a project.
 

@@ -23,6 +23,7 @@ from samdesk.annotations import ImageRecord, ImageStatus
 from samdesk.errors import ImageReadError, ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
+from samdesk.project_scan import ImageListing
 from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store
 
 
@@ -34,7 +35,7 @@ class ProjectEvent:
     image_ids: frozenset[int]
 
 
-class Project(LabelsAndLayers):
+class Project(ImageListing, LabelsAndLayers):
     """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
@@ -206,67 +207,6 @@ class Project(LabelsAndLayers):
         self._note(table, dict(before) if before else None, values)
 
     # ------------------------------------------------------------------ images
-    def rescan(self) -> int:
-        """List the folder's images again; returns how many are new. Never decodes."""
-        listed = imagefiles.list_images(self.folder)
-        with self._mutex:
-            known = {r["path"]: (r["id"], r["position"], r["missing"]) for r in
-                     self._conn.execute("SELECT id, path, position, missing FROM images")}
-            new_rows, moved = [], []
-            for position, path in enumerate(listed):
-                if path not in known:
-                    new_rows.append((path, position))
-                elif known[path][1] != position or known[path][2]:
-                    moved.append((position, known[path][0]))
-            gone = set(known) - set(listed)
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT INTO images (path, position) VALUES (?, ?)", new_rows)
-            self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
-            self._conn.executemany("UPDATE images SET missing=1 WHERE path=?",
-                                   [(p,) for p in gone if not known[p][2]])
-            self._conn.execute("COMMIT")
-            self._check_changed_files()
-        if new_rows or gone:
-            self._emit({"images"}, set())
-        return len(new_rows)
-
-    def _check_changed_files(self) -> None:
-        """Flag images whose file differs from the one first read (size, time, then hash)."""
-        rows_ = self._conn.execute(
-            "SELECT id, path, hash, mtime, fsize FROM images WHERE hash IS NOT NULL AND missing=0"
-        ).fetchall()
-        flagged = []
-        for row in rows_:
-            try:
-                stat = (self.folder / row["path"]).stat()
-            except OSError:
-                continue
-            if stat.st_size == row["fsize"] and stat.st_mtime == row["mtime"]:
-                continue
-            try:
-                digest = imagefiles.content_hash(self.folder / row["path"])
-            except OSError:
-                continue
-            if digest != row["hash"]:
-                flagged.append((row["id"],))
-        if flagged:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("UPDATE images SET changed=1 WHERE id=?", flagged)
-            self._conn.execute("COMMIT")
-
-    def images(self, status: ImageStatus | None = None) -> list[ImageRecord]:
-        """Images in natural order of their paths, with their mask counts."""
-        sql = ("SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id=i.id) AS n "
-               "FROM images i WHERE (i.missing=0 OR EXISTS "
-               "(SELECT 1 FROM annotations a WHERE a.image_id=i.id))")
-        params: tuple[Any, ...] = ()
-        if status is not None:
-            sql += " AND i.status=?"
-            params = (ImageStatus(status).value,)
-        with self._mutex:
-            found = self._conn.execute(sql + " ORDER BY i.position, i.id", params).fetchall()
-        return [rows.image_record(r) for r in found]
-
     def image(self, image_id: int) -> ImageRecord:
         with self._mutex:
             row = self._conn.execute(

@@ -11,6 +11,7 @@ second is refused with a message naming the holder's pid.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import sys
@@ -203,3 +204,78 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
         raise ProjectError(
             f"{db_path} was written by a newer samdesk (schema {row[0]}); please upgrade"
         )
+
+
+# ------------------------------------------------------------- image listing
+_LISTING_KEY = "listing_digest"
+_LISTING_VERSION = "natural-order-1\0"  # bump when the natural order changes
+
+
+def _listing_digest(joined: str) -> str:
+    """Digest of the paths in the order a scan wrote them, joined by ``"\\0"``."""
+    data = (_LISTING_VERSION + joined).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def record_listing(conn: sqlite3.Connection, listed: list[str]) -> None:
+    """Remember the listing a scan just wrote (paths in natural order, positions 0..n-1).
+
+    Call inside the scan's transaction; :func:`listing_unchanged` checks against it.
+    """
+    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                 (_LISTING_KEY, _listing_digest("\0".join(listed))))
+
+
+def listing_unchanged(conn: sqlite3.Connection, listed: list[str]) -> bool:
+    """True when a rescan finding ``listed`` (any order) would change nothing.
+
+    That is: the present images are exactly ``listed``, at positions
+    0..n-1, in the order the last scan recorded (its natural order). One
+    read of the paths and positions, no natural sort. False sends the caller
+    to the full comparison, so anything unusual (an older project with no
+    recorded listing, a position restored by undo) only costs time.
+    """
+    try:
+        paths_json, positions_json, digest = conn.execute(
+            "SELECT json_group_array(path), json_group_array(position), "
+            f"(SELECT value FROM meta WHERE key='{_LISTING_KEY}') FROM images WHERE missing=0"
+        ).fetchone()
+    except sqlite3.OperationalError:  # an SQLite built without JSON functions
+        return False
+    paths, positions = json.loads(paths_json), json.loads(positions_json)
+    count = len(listed)
+    if digest is None or len(paths) != count:
+        return False
+    in_order = list(range(count))
+    if positions != in_order:  # rows stored out of position order: put them in it
+        order = sorted(in_order, key=positions.__getitem__)
+        if [positions[k] for k in order] != in_order:
+            return False
+        paths = [paths[k] for k in order]
+    if _listing_digest("\0".join(paths)) != digest:
+        return False
+    stored = set(paths)  # as many distinct paths as listed: equal sets if all listed are in
+    return len(stored) == count and all(map(stored.__contains__, listed))
+
+
+def insert_images(conn: sqlite3.Connection, slots: list[str | None]) -> int:
+    """Insert a row for each path in ``slots`` at its index as position, skipping ``None``.
+
+    New rows take consecutive ids from one past the largest, in ``slots``
+    order; returns the first. A first scan (no ``None``) is one statement over
+    a JSON array, about twice as fast as ``executemany`` for 100,000 rows.
+    """
+    first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM images").fetchone()[0])
+    if None not in slots:
+        try:
+            conn.execute("INSERT INTO images (id, path, position) "
+                         "SELECT ? + key, value, key FROM json_each(?)",
+                         (first_id, json.dumps(slots, ensure_ascii=False)))
+            return first_id
+        except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
+            if "json_each" not in str(exc):
+                raise
+    new = [(path, position) for position, path in enumerate(slots) if path is not None]
+    conn.executemany("INSERT INTO images (id, path, position) VALUES (?, ?, ?)",
+                     [(first_id + k, path, position) for k, (path, position) in enumerate(new)])
+    return first_id

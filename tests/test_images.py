@@ -482,3 +482,44 @@ def test_store_retries_a_failed_file_and_forgets_a_changed_one(tmp_path: Path) -
     store.discard(path)
     assert int(store.get(path)[0, 0, 0]) == 200
     assert os.fspath(path) in store
+
+
+def _reference_natural_key(text: str) -> tuple[str, str]:
+    """The natural order, spelled plainly: casefolded, ``/`` lowest, digit runs padded
+    to 32 places, ties broken by the text itself."""
+    import re
+
+    padded = re.sub(r"[0-9]+", lambda m: m.group().rjust(32, "0"),
+                    text.casefold().replace("/", "\0"))
+    return (padded, text)
+
+
+def test_natural_order_matches_its_definition_for_awkward_names() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from samdesk.imagefiles import natural_key, natural_sorted
+
+    pieces = st.sampled_from(["a", "A", "b", "Z", "ß", "SS", "é", "É", "Ω", "_", "-", ".",
+                              " ", "/", "0", "00", "1", "01", "2", "9", "10", "007",
+                              "1" * 40, "\x01", "\x02", ".jpg"])
+    names = st.lists(st.lists(pieces, max_size=6).map("".join), max_size=40)
+
+    @settings(max_examples=300, deadline=None)
+    @given(names)
+    def check(items: list[str]) -> None:
+        expected = sorted(items, key=_reference_natural_key)
+        assert sorted(items, key=natural_key) == expected
+        assert natural_sorted(items) == expected
+
+    check()
+
+
+def test_natural_sorted_of_many_files_sorts_digits_by_value() -> None:
+    from samdesk.imagefiles import natural_sorted
+
+    items = [f"shot{i}.png" for i in range(1500, -1, -1)] + ["Shot7.png", "shot007.png"]
+    ordered = natural_sorted(items)
+    assert ordered[:4] == ["shot0.png", "shot1.png", "shot2.png", "shot3.png"]
+    assert ordered[7:10] == ["Shot7.png", "shot007.png", "shot7.png"]  # ties: by the text
+    assert ordered[-1] == "shot1500.png"

@@ -263,3 +263,109 @@ def test_image_infos_in_bulk_fill_sizes_and_report_bad_files(folder):
         assert (by_path["wide.png"].width, by_path["wide.png"].height) == (90, 10)
         assert by_path["text.png"].status == ImageStatus.ERROR and by_path["text.png"].error
         assert all(i.content_hash for p, i in by_path.items() if p != "text.png")
+
+
+def test_reopen_keeps_ids_and_order_and_finds_what_changed(folder):
+    with Project.open(folder) as project:
+        first = [(i.id, i.path) for i in project.images()]
+    with Project.open(folder) as project:  # nothing changed on disk
+        assert [(i.id, i.path) for i in project.images()] == first
+    write_png(folder / "img3.png")
+    (folder / "img10.png").unlink()
+    with Project.open(folder) as project:
+        paths = [i.path for i in project.images()]
+        assert paths == ["img1.png", "img2.png", "img3.png", "sub/a.png"]
+        assert project.image_by_path("img10.png") is not None  # kept, flagged missing
+    with Project.open(folder) as project:  # rows no longer stored in position order
+        assert [i.path for i in project.images()] == paths
+
+
+def test_position_restored_by_undo_is_put_right_on_reopen(folder):
+    with Project.open(folder) as project:
+        img10 = project.image_by_path("img10.png")
+        project.set_status(img10.id, ImageStatus.DONE)  # the undo step keeps img10's position
+        write_png(folder / "img0.png")
+        assert project.rescan() == 1  # img0 comes first: every other image moves down
+        project.undo()  # writes img10's old row back, old position included
+    with Project.open(folder) as project:
+        paths = [i.path for i in project.images()]
+        assert paths == ["img0.png", "img1.png", "img2.png", "img10.png", "sub/a.png"]
+
+
+def test_project_without_a_recorded_listing_still_rescans(folder):
+    import sqlite3
+
+    with Project.open(folder):
+        pass
+    with sqlite3.connect(folder / ".samdesk" / "project.sqlite") as conn:  # as older versions
+        conn.execute("DELETE FROM meta WHERE key != 'schema_version'")
+    write_png(folder / "img5.png")
+    with Project.open(folder) as project:
+        paths = [i.path for i in project.images()]
+        assert paths == ["img1.png", "img2.png", "img5.png", "img10.png", "sub/a.png"]
+
+
+def test_image_list_follows_every_change(folder):
+    with Project.open(folder) as project:
+        image = project.image_by_path("img2.png")
+        project.add_annotation(image.id, masks.encode(disk()))
+        assert project.image_by_path("img2.png") == project.images()[1]
+        assert project.images()[1].annotation_count == 1
+        project.set_status(image.id, ImageStatus.DONE)
+        assert [i.path for i in project.images(ImageStatus.DONE)] == ["img2.png"]
+        project.undo()
+        assert project.images(ImageStatus.DONE) == []
+        project.ensure_image_infos([image.id])
+        assert (project.images()[1].width, project.images()[1].height) == (40, 30)
+        listed = project.images()
+        listed.clear()  # a caller's copy: the project's list is not touched
+        assert len(project.images()) == 4
+        with pytest.raises(RuntimeError):
+            with project.batch("fails"):
+                project.add_annotation(image.id, masks.encode(disk()))
+                assert project.images()[1].annotation_count == 2
+                raise RuntimeError("roll back")
+        assert project.images()[1].annotation_count == 1
+
+
+def test_records_in_the_list_equal_records_read_one_by_one(folder):
+    (folder / "broken.png").write_bytes(b"")
+    with Project.open(folder) as project:
+        project.ensure_image_infos([i.id for i in project.images()])
+        img1 = project.image_by_path("img1.png")
+        project.add_annotation(img1.id, masks.encode(disk()))
+        project.set_status(project.image_by_path("img2.png").id, ImageStatus.IN_PROGRESS)
+    (folder / "img1.png").unlink()  # missing, but kept for its mask
+    write_png(folder / "img10.png", value=9)  # changed since it was read
+    with Project.open(folder) as project:
+        listed = project.images()
+        assert listed == [project.image(i.id) for i in listed]
+        by_path = {i.path: i for i in listed}
+        assert by_path["img1.png"].error == "file is missing"
+        assert by_path["img1.png"].annotation_count == 1
+        assert by_path["img10.png"].changed and by_path["broken.png"].status == ImageStatus.ERROR
+        assert by_path["img2.png"].status == ImageStatus.IN_PROGRESS
+
+
+def test_read_only_project_sees_another_writers_new_images(folder):
+    with Project.open(folder) as writer:
+        with Project.open(folder, read_only=True) as reader:
+            assert len(reader.images()) == 4
+            write_png(folder / "img3.png")
+            writer.rescan()
+            assert [i.path for i in reader.images()][:3] == ["img1.png", "img2.png", "img3.png"]
+
+
+def test_reopen_rewrites_positions_changed_behind_its_back(folder):
+    import sqlite3
+
+    with Project.open(folder):
+        pass
+    db = folder / ".samdesk" / "project.sqlite"
+    with sqlite3.connect(db) as conn:  # same order of paths, but not at 0..n-1 any more
+        conn.execute("UPDATE images SET position=99 WHERE path='sub/a.png'")
+    with Project.open(folder) as project:
+        assert [i.path for i in project.images()][-1] == "sub/a.png"
+    with sqlite3.connect(db) as conn:
+        positions = conn.execute("SELECT position FROM images ORDER BY position").fetchall()
+    assert [p for (p,) in positions] == [0, 1, 2, 3]

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from pycocotools import mask as cocomask
+
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import SamdeskError
@@ -89,13 +91,15 @@ class ExportSummary:
 @dataclass(frozen=True)
 class ImageWork:
     """One image to export: its record (upright size filled in), its kept layers
-    (back to front) and each layer's pixel count."""
+    (back to front), each layer's pixel count and tight ``[x, y, w, h]`` box
+    (COCO convention, pixels, floats)."""
 
     image: ImageRecord
     width: int
     height: int
     layers: list[MaskLayer]
     areas: list[int]
+    boxes: list[list[float]] = field(default_factory=list)
 
 
 @contextmanager
@@ -170,25 +174,43 @@ def walk(project: Project, options: ExportOptions, summary: ExportSummary,
             if image.changed:
                 summary.warnings.append((image.path, "file changed on disk since it was read"))
             assert image.width is not None and image.height is not None
-            kept, areas = [], []
+            kept = []
             for layer in project.annotations(image.id):
-                problem, pixels = _layer_problem(layer, image.width, image.height, labels)
+                problem = _layer_problem(layer, image.width, image.height, labels)
                 if problem is None:
                     kept.append(layer)
-                    areas.append(pixels)
                 else:
                     summary.skipped_annotations[problem] += 1
-            yield ImageWork(image, image.width, image.height, kept, areas)
+            areas, boxes = _measure(kept)
+            empty = [k for k, pixels in enumerate(areas) if pixels == 0]
+            if empty:
+                summary.skipped_annotations["empty mask"] += len(empty)
+                keep = [k for k, pixels in enumerate(areas) if pixels]
+                kept = [kept[k] for k in keep]
+                areas = [areas[k] for k in keep]
+                boxes = [boxes[k] for k in keep]
+            yield ImageWork(image, image.width, image.height, kept, areas, boxes)
         if options.progress is not None:
             options.progress(done + 1, total)
 
 
 def _layer_problem(layer: MaskLayer, width: int, height: int,
-                   labels: dict[int, Label]) -> tuple[str | None, int]:
-    """Why a layer is left out (None if it is kept), and its pixel count."""
+                   labels: dict[int, Label]) -> str | None:
+    """Why a layer is left out before its pixels are counted (None if it is not)."""
     if layer.label_id is None or layer.label_id not in labels:
-        return "no label", 0
+        return "no label"
     if list(layer.rle["size"]) != [height, width]:
-        return "mask size differs from the image's upright size", 0
-    pixels = masks.area(layer.rle)
-    return ("empty mask" if pixels == 0 else None), pixels
+        return "mask size differs from the image's upright size"
+    return None
+
+
+def _measure(layers: list[MaskLayer]) -> tuple[list[int], list[list[float]]]:
+    """Pixel count and tight ``[x, y, w, h]`` box of each layer, one pycocotools call each
+    for all of an image's layers (not one per layer)."""
+    if not layers:
+        return [], []
+    coco = []
+    for layer in layers:
+        rle = masks.normalize(layer.rle)
+        coco.append({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+    return cocomask.area(coco).tolist(), cocomask.toBbox(coco).tolist()

@@ -72,14 +72,16 @@ def category(label: Label) -> dict[str, Any]:
     return {"id": label.id, "name": label.name, "supercategory": "object", "color": label.color}
 
 
-def annotation_entry(layer: MaskLayer, segmentation: Any, area: int) -> dict[str, Any]:
+def annotation_entry(layer: MaskLayer, segmentation: Any, area: int,
+                     box: list[float] | None = None) -> dict[str, Any]:
+    """One ``annotations`` item; ``box`` is the layer's ``[x, y, w, h]`` when already known."""
     entry: dict[str, Any] = {
         "id": layer.id,
         "image_id": layer.image_id,
         "category_id": layer.label_id,
         "segmentation": segmentation,
         "area": area,
-        "bbox": masks.bbox(layer.rle),
+        "bbox": masks.bbox(layer.rle) if box is None else box,
         "iscrowd": 0,
     }
     if layer.score is not None:
@@ -99,12 +101,12 @@ def write_coco(project: Project, options: ExportOptions, format_name: str,
         for work in walk(project, options, summary, labels):
             image_entries.append({"id": work.image.id, "file_name": work.image.path,
                                   "width": work.width, "height": work.height})
-            for layer, pixels in zip(work.layers, work.areas, strict=True):
+            for layer, pixels, box in zip(work.layers, work.areas, work.boxes, strict=True):
                 made = segmentation(layer, pixels)
                 if made is None:
                     summary.skipped_annotations["no polygon with 3 or more points"] += 1
                     continue
-                entry = annotation_entry(layer, *made)
+                entry = annotation_entry(layer, *made, box)
                 body.write(("" if first else ",\n") + _dump(entry))
                 first = False
                 summary.annotations += 1
@@ -118,8 +120,12 @@ def write_coco(project: Project, options: ExportOptions, format_name: str,
     return summary
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""Compact JSON; made once (``json.dumps`` with options builds an encoder per call)."""
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _temp_dir(target: Path) -> Path:
