@@ -149,11 +149,9 @@ class LabelsAndLayers:
             return rows.mask_layer(self._row("annotations", ann_id))
 
     def add_annotation(self, image_id: int, rle: RLE, label_id: int | None = None,
-                       score: float | None = None, prompts: dict[str, Any] | None = None,
-                       record: bool = True) -> MaskLayer:
-        """Add a mask layer on top of the image's others. ``record`` is kept for
-        callers that batch many adds; every add is undoable either way."""
-        del record  # every edit is recorded; kept for API stability
+                       score: float | None = None,
+                       prompts: dict[str, Any] | None = None) -> MaskLayer:
+        """Add a mask layer on top of the image's others (undoable)."""
         with self.batch("Add mask"):
             image = self._row("images", image_id)
             if label_id is not None:
