@@ -47,11 +47,11 @@ from samdesk.inference.device import (
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
+from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
 INPUT_SIZE = 1024
 """Side of the square the encoder sees, in pixels."""
-LOW_RES = 256
 """Side of the low-resolution logits, in pixels of the 1024 input / 4."""
 
 
@@ -107,17 +107,6 @@ def resized_shape(height: int, width: int, long_side: int = INPUT_SIZE) -> tuple
     scale = long_side / max(height, width)
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
-
-@dataclass
-class LowRes:
-    """The decoder's output before upsampling.
-
-    ``logits``: float32 ``(objects, candidates, 256, 256)``, in the padded
-    1024-square input frame / 4; ``scores``: float32 ``(objects, candidates)``.
-    """
-
-    logits: torch.Tensor
-    scores: torch.Tensor
 
 
 class SamEngine:
@@ -195,12 +184,7 @@ class SamEngine:
         ``mask_input``: float32 ``(objects, 256, 256)`` logits of previous
         predictions of the same objects (``(1, 256, 256)`` for one object).
         """
-        if embedding.model_id != self.model_id:
-            raise EngineError(
-                f"embedding was made by {embedding.model_id}, not {self.model_id}; re-encode"
-            )
-        if prompts.is_empty:
-            raise EngineError("no prompt: add a point or a box")
+        check_request(embedding, prompts, self.model_id)
         height, width = embedding.image_size
         new_h, new_w = resized_shape(height, width)
         scale = np.array([new_w / width, new_h / height])
@@ -216,7 +200,7 @@ class SamEngine:
         if prompts.boxes:
             corners = np.array(prompts.boxes, dtype=np.float64).reshape(-1, 2, 2) * scale
             boxes = torch.as_tensor(corners.reshape(-1, 4), dtype=torch.float, device=self.device)
-        masks = _mask_tensor(mask_input, prompts.object_count, self.device)
+        masks = mask_input_tensor(mask_input, prompts.object_count, self.device)
         image_embed = torch.as_tensor(embedding.tensors["image_embed"], device=self.device)
         if self._dense_pe is None:  # the same numbers on every call: compute them once
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
@@ -239,21 +223,6 @@ class SamEngine:
         """
         return torch.from_numpy(self._upsampler.masks(logits, self.frame(image_size)))
 
-
-def _mask_tensor(
-    mask_input: np.ndarray | None, objects: int, device: torch.device
-) -> torch.Tensor | None:
-    """``mask_input`` as a float32 ``(objects, 1, 256, 256)`` tensor, checked."""
-    if mask_input is None:
-        return None
-    array = np.asarray(mask_input, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[None]
-    if array.shape != (objects, LOW_RES, LOW_RES):
-        raise EngineError(
-            f"mask_input has shape {array.shape}; expected ({objects}, {LOW_RES}, {LOW_RES})"
-        )
-    return torch.as_tensor(array, device=device)[:, None]
 
 
 def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -> SamEngine:

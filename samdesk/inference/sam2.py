@@ -26,7 +26,6 @@ package (``configs/sam2.1/sam2.1_hiera_t.yaml``).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +41,9 @@ from samdesk.inference.device import (
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
+from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
-LOW_RES = 256
 """Side of the low-resolution logits."""
 LOGIT_CLAMP = 32.0
 """Returned low-res logits are clamped to +-32, as the reference predictor does."""
@@ -84,17 +83,6 @@ def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
                 restore_gh_from_backup(backup)
     return model
 
-
-@dataclass
-class LowRes:
-    """The decoder's output before upsampling.
-
-    ``logits``: float32 ``(objects, candidates, 256, 256)``, unclamped, in the
-    1024-square input frame / 4; ``scores``: float32 ``(objects, candidates)``.
-    """
-
-    logits: torch.Tensor
-    scores: torch.Tensor
 
 
 class Sam2Engine:
@@ -190,12 +178,7 @@ class Sam2Engine:
         clicks. ``mask_input``: float32 ``(objects, 256, 256)`` logits of
         previous predictions of the same objects.
         """
-        if embedding.model_id != self.model_id:
-            raise EngineError(
-                f"embedding was made by {embedding.model_id}, not {self.model_id}; re-encode"
-            )
-        if prompts.is_empty:
-            raise EngineError("no prompt: add a point or a box")
+        check_request(embedding, prompts, self.model_id)
         height, width = embedding.image_size
         objects = prompts.object_count
         coords: list[torch.Tensor] = []
@@ -212,7 +195,7 @@ class Sam2Engine:
             labels.append(torch.as_tensor([[1 if p.positive else 0 for p in prompts.points]],
                                           dtype=torch.int, device=self.device))
         points = (torch.cat(coords, dim=1), torch.cat(labels, dim=1))
-        masks = _mask_tensor(mask_input, objects, self.device)
+        masks = mask_input_tensor(mask_input, objects, self.device)
         tensors = embedding.tensors
         image_embed = torch.as_tensor(tensors["image_embed"], device=self.device).float()
         high_res = [torch.as_tensor(tensors[f"high_res_{i}"], device=self.device).float()
@@ -247,21 +230,6 @@ class Sam2Engine:
         """
         return torch.from_numpy(self._upsampler.masks(logits, self.frame(image_size)))
 
-
-def _mask_tensor(
-    mask_input: np.ndarray | None, objects: int, device: torch.device
-) -> torch.Tensor | None:
-    """``mask_input`` as a float32 ``(objects, 1, 256, 256)`` tensor, checked."""
-    if mask_input is None:
-        return None
-    array = np.asarray(mask_input, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[None]
-    if array.shape != (objects, LOW_RES, LOW_RES):
-        raise EngineError(
-            f"mask_input has shape {array.shape}; expected ({objects}, {LOW_RES}, {LOW_RES})"
-        )
-    return torch.as_tensor(array, device=device)[:, None]
 
 
 def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -> Sam2Engine:
