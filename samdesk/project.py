@@ -302,12 +302,7 @@ class Project(ImageListing, LabelsAndLayers):
         self.ensure_image_info(image_id)
 
     def _set_image_fields(self, image_id: int, **fields: Any) -> None:
-        if self.read_only:
-            return
-        sets = ", ".join(f"{k}=?" for k in fields)
-        with self._mutex:
-            self._conn.execute(f"UPDATE images SET {sets} WHERE id=?", (*fields.values(), image_id))
-        self._emit({"images"}, {image_id})
+        self._write_infos([(image_id, fields)])
 
     def set_status(self, image_id: int, status: ImageStatus | str) -> None:
         """Set an image's status (todo, in progress, done); undoable."""
