@@ -11,9 +11,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-# Distinct colours (RGB) cycled over objects.
-COLORS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-          (213, 94, 0), (204, 121, 167), (78, 121, 167), (225, 87, 89), (118, 183, 178))
+from samdesk.project_edits import PALETTE
+
+# The label palette as (r, g, b), cycled over objects.
+COLORS = tuple(tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in PALETTE)
 
 
 def draw_overlay(rgb: np.ndarray, masks: list[np.ndarray], alpha: float = 0.45) -> np.ndarray:
