@@ -3,7 +3,7 @@
 For SAM ViT-B and SAM 2.1 hiera-tiny (seeded random weights: the real
 models' cost), a point prompt and a box prompt, it times the path from the
 request to the candidate mask the window draws: the worker's own
-:func:`samdesk.inference.worker.answer` for a ``Predict`` request
+:func:`samdesk.inference.answers.answer` for a ``Predict`` request
 (``engine.propose`` and the shown candidate upsampled; the others follow
 later, one low-priority job each, for Tab), :func:`shown_mask`, against:
 
@@ -65,7 +65,7 @@ def shown_mask(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
     shown one is upsampled (the others are upsampled after the answer).
     """
     from samdesk.inference.requests import ImageRef, Predict
-    from samdesk.inference.worker import answer
+    from samdesk.inference.answers import answer
 
     job = Predict(0, ImageRef(Path("bench.png"), "bench"), prompts, None, True)
     result, _ = answer(engine, embedding, job)

@@ -145,7 +145,7 @@ def encode_seconds(checkpoint: Path, path: Path, times: int) -> float:
 
 def _client(cache_folder: Path, checkpoint: Path) -> Any:
     from samdesk.inference.cache import EmbeddingCache
-    from samdesk.inference.worker import InferenceClient
+    from samdesk.inference.client import InferenceClient
 
     client = InferenceClient(EmbeddingCache(cache_folder))
     client.start()

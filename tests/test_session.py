@@ -308,7 +308,7 @@ def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtb
     person sees is ``predict``'s best candidate, and Tab shows its others, pixel for pixel."""
     from samdesk.inference.cache import EmbeddingCache, model_key
     from samdesk.inference.registry import load_model
-    from samdesk.inference.worker import InferenceClient
+    from samdesk.inference.client import InferenceClient
     from tests.model_factories import (
         TINY_SAM,
         make_sam_checkpoint,

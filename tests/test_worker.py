@@ -33,7 +33,7 @@ from samdesk.inference.requests import (
     RequestQueue,
     SetModel,
 )
-from samdesk.inference.worker import InferenceClient
+from samdesk.inference.client import InferenceClient
 
 WAIT_MS = 20_000
 

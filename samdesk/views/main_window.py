@@ -1,6 +1,6 @@
 """The main window: a thin assembler of the canvas, docks, menus and status bar.
 
-It owns the :class:`~samdesk.inference.worker.InferenceClient` (one worker
+It owns the :class:`~samdesk.inference.client.InferenceClient` (one worker
 thread for the whole window) and, while a project is open, one
 :class:`~samdesk.views.session.Session` that does the work. Here are only the
 wiring (signals to session methods), the menus and shortcuts, and what is
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 from samdesk.errors import SamdeskError
 from samdesk.inference import models
 from samdesk.inference.requests import Failure, ModelLoaded
-from samdesk.inference.worker import InferenceClient
+from samdesk.inference.client import InferenceClient
 from samdesk.project import Project
 from samdesk.views import export_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool

@@ -4,7 +4,7 @@ A :class:`Session` holds the open image, the prompts being placed (points
 (x, y) and one box XYXY, in upright image pixels), the candidate masks the
 model returned for them, the selected layers and the default label. It turns
 gestures into inference requests through the
-:class:`~samdesk.inference.worker.InferenceClient` (never running a model
+:class:`~samdesk.inference.client.InferenceClient` (never running a model
 itself), turns accepted candidates and brush strokes into project edits, and
 tells the canvas (any object with ``set_image``, ``set_layers``,
 ``set_candidate`` and ``set_prompt_markers``) what to draw. Docks and the
@@ -34,7 +34,7 @@ from samdesk.inference.requests import (
     ImageRef,
     PredictResult,
 )
-from samdesk.inference.worker import InferenceClient
+from samdesk.inference.client import InferenceClient
 from samdesk.project import Project, ProjectEvent
 from samdesk.views.session_layers import LayerEdits
 

@@ -1,0 +1,237 @@
+"""The GUI-side handle on the inference worker: :class:`InferenceClient`.
+
+It owns the worker's QThread, assigns request ids, puts requests on the shared
+:class:`~samdesk.inference.requests.RequestQueue`, wakes the worker, and
+re-emits only results that are still current (the latest id of their kind, on
+the image in focus), as napari's layer slicer and ndv's generation counter do.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from samdesk.images import load_rgb
+from samdesk.inference.base import Prompts
+from samdesk.inference.cache import EmbeddingCache
+from samdesk.inference.registry import load_model
+from samdesk.inference.requests import (
+    CandidateMasks,
+    DetectResult,
+    DetectSegment,
+    EmbeddingState,
+    Failure,
+    FocusImage,
+    ImageRef,
+    ModelLoaded,
+    Predict,
+    PredictResult,
+    Progress,
+    RequestQueue,
+    SetModel,
+    prefetch_list,
+)
+from samdesk.inference.worker import ImageLoader, InferenceWorker, ModelLoader
+
+
+class InferenceClient(QObject):
+    """The window's handle on inference: submit requests, receive current results.
+
+    Each submit method returns the new request's id. Results come back as
+    signals on the GUI thread and only while current: the latest request of
+    their kind and, for masks and embedding states, on the image in focus.
+    Call :meth:`start` once and :meth:`stop` before the application quits.
+    """
+
+    model_loaded = Signal(object)  # ModelLoaded
+    predicted = Signal(object)  # PredictResult
+    candidates = Signal(object)  # CandidateMasks of the latest PredictResult
+    detected = Signal(object)  # DetectResult
+    embedding_state = Signal(object)  # EmbeddingState (the image in focus only)
+    progress = Signal(object)  # Progress
+    failed = Signal(object)  # Failure
+    idle = Signal()
+    _wake = Signal()
+
+    def __init__(
+        self,
+        cache: EmbeddingCache | None = None,
+        loader: ModelLoader = load_model,
+        image_loader: ImageLoader = load_rgb,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self._loader, self._image_loader = loader, image_loader
+        self._queue = RequestQueue()
+        self._ids = itertools.count(1)
+        self._latest: dict[str, int] = {}
+        self._focused: ImageRef | None = None
+        self._thread: QThread | None = None
+        self._worker: InferenceWorker | None = None
+        self._release_when_idle = False
+
+    # -- life cycle --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the worker thread (requests made before are kept and run)."""
+        if self._thread is not None:
+            return
+        if self._queue.closed:
+            self._queue = RequestQueue()
+        thread, worker = QThread(), InferenceWorker(
+            self._queue, self.cache, self._loader, self._image_loader
+        )
+        thread.setObjectName("samdesk-inference")
+        worker.release_when_idle = self._release_when_idle
+        worker.moveToThread(thread)
+        worker.model_loaded.connect(self._on_model_loaded)
+        worker.predicted.connect(self._on_predicted)
+        worker.candidates.connect(self._on_candidates)
+        worker.detected.connect(self._on_detected)
+        worker.embedding_state.connect(self._on_embedding_state)
+        worker.progress.connect(self._on_progress)
+        worker.failed.connect(self._on_failed)
+        worker.idle.connect(self.idle)
+        self._wake.connect(worker.wake)
+        thread.finished.connect(worker.deleteLater)
+        self._thread, self._worker = thread, worker
+        thread.start()
+        self._wake.emit()
+
+    def stop(self) -> None:
+        """Drop pending work, let the running job finish, and end the thread."""
+        self._queue.close()
+        thread, self._thread, self._worker = self._thread, None, None
+        if thread is not None:
+            thread.quit()
+            thread.wait()
+            thread.deleteLater()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def is_idle(self) -> bool:
+        """Nothing pending and no job running (a snapshot; the worker may wake any moment)."""
+        worker = self._worker
+        return not self._queue.pending_ids() and (worker is None or not worker.active)
+
+    @property
+    def worker(self) -> InferenceWorker | None:
+        """The worker (lives on the worker thread: connect to it, never call it)."""
+        return self._worker
+
+    @property
+    def focused(self) -> ImageRef | None:
+        return self._focused
+
+    # -- requests ----------------------------------------------------------
+
+    def set_release_when_idle(self, on: bool) -> None:
+        """Free the GPU's cached memory whenever the worker has nothing left to do."""
+        self._release_when_idle = bool(on)
+        if self._worker is not None:
+            self._worker.release_when_idle = self._release_when_idle
+
+    def set_model(self, name: str, checkpoint: Path | None = None, device: str = "cpu") -> int:
+        """Load a segmenter or detector (by registry name); old one serves until then."""
+        request = SetModel(next(self._ids), name, checkpoint, device)
+        return self._submit(f"model:{request.slot}", request)
+
+    def focus(self, image: ImageRef) -> int:
+        """Make ``image`` current: it is encoded next, work on other images is dropped."""
+        self._focused = image
+        request_id = self._submit("focus", FocusImage(next(self._ids), image))
+        self.embedding_state.emit(EmbeddingState(image.key, "queued", request_id))
+        return request_id
+
+    def predict(
+        self,
+        image: ImageRef,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> int:
+        """Masks for ``prompts``; supersedes any earlier prediction not yet delivered."""
+        request = Predict(next(self._ids), image, prompts, mask_input, multimask)
+        return self._submit("predict", request)
+
+    def detect(
+        self,
+        image: ImageRef,
+        text: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        multimask: bool = False,
+    ) -> int:
+        """Boxes for ``text`` and a mask per box (needs a detector model)."""
+        request = DetectSegment(
+            next(self._ids), image, text, box_threshold, text_threshold, multimask
+        )
+        return self._submit("detect", request)
+
+    def prefetch(self, images: Iterable[ImageRef]) -> int:
+        """Encode ``images`` while idle (replaces the previous list)."""
+        return self._submit("prefetch", prefetch_list(images, next(self._ids)))
+
+    def cancel(self, request_id: int) -> bool:
+        """Drop a request that has not started; its result, if any, is never delivered."""
+        for kind, latest in list(self._latest.items()):
+            if latest == request_id:
+                del self._latest[kind]
+        return self._queue.cancel(request_id)
+
+    def _submit(self, kind: str, request: Any) -> int:
+        self._latest[kind] = request.request_id
+        self._queue.put(request)
+        self._wake.emit()
+        return request.request_id
+
+    # -- results -----------------------------------------------------------
+
+    def _current(self, kind: str, request_id: int, image_key: str | None = None) -> bool:
+        if self._thread is None or self._latest.get(kind) != request_id:
+            return False
+        return image_key is None or self._focused is None or self._focused.key == image_key
+
+    @Slot(object)
+    def _on_model_loaded(self, result: ModelLoaded) -> None:
+        if self._current(f"model:{result.slot}", result.request_id):
+            self.model_loaded.emit(result)
+
+    @Slot(object)
+    def _on_predicted(self, result: PredictResult) -> None:
+        if self._current("predict", result.request_id, result.image_key):
+            self.predicted.emit(result)
+
+    @Slot(object)
+    def _on_candidates(self, update: CandidateMasks) -> None:
+        if self._current("predict", update.request_id, update.image_key):
+            self.candidates.emit(update)
+
+    @Slot(object)
+    def _on_detected(self, result: DetectResult) -> None:
+        if self._current("detect", result.request_id, result.image_key):
+            self.detected.emit(result)
+
+    @Slot(object)
+    def _on_embedding_state(self, state: EmbeddingState) -> None:
+        if self._thread is not None and self._focused is not None:
+            if state.image_key == self._focused.key:
+                self.embedding_state.emit(state)
+
+    @Slot(object)
+    def _on_progress(self, progress: Progress) -> None:
+        if self._current("prefetch", progress.request_id):
+            self.progress.emit(progress)
+
+    @Slot(object)
+    def _on_failed(self, failure: Failure) -> None:
+        if self._thread is not None and failure.request_id in self._latest.values():
+            self.failed.emit(failure)
