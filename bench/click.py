@@ -3,9 +3,11 @@
 For SAM ViT-B and SAM 2.1 hiera-tiny (seeded random weights: the real
 models' cost), a point prompt and a box prompt, it times the path from the
 request to the candidate mask the window draws: the worker's own
-:func:`samdesk.inference.answers.answer` for a ``Predict`` request
-(``engine.propose`` and the shown candidate upsampled; the others follow
-later, one low-priority job each, for Tab), :func:`shown_mask`, against:
+:func:`samdesk.inference.answers.answer` for a ``Predict`` request from a
+window whose canvas shows the photo fitted in 1600 x 1000 (``SCREEN``: the
+image drawn at 1333 x 1000), so the best candidate comes as a preview at that
+size (:func:`shown_mask`); its full-resolution mask is the next job, then the
+other candidates, one low-priority job each, for Tab. Against:
 
 - ``vs_predictor`` (a): the reference ``SamPredictor.predict`` /
   ``SAM2ImagePredictor.predict`` with ``multimask_output=True`` on the same
@@ -15,9 +17,13 @@ later, one low-priority job each, for Tab), :func:`shown_mask`, against:
 - ``vs_floor`` (c): the prompt encoder and mask decoder forward alone, on
   prompts already in model coordinates; target 1.25x.
 
-Each line also says whether samdesk's mask equals the reference predictor's
-best candidate pixel for pixel (``same_mask``), and ``all_candidates_ms``
-times ``engine.predict`` (every candidate at full resolution) for comparison.
+Each line also says whether samdesk's full-resolution mask (the one saved)
+equals the reference predictor's best candidate pixel for pixel
+(``same_mask``); ``full_res_ms`` times the answer with the shown candidate at
+full resolution (a window showing the image at 1:1, no preview),
+``preview_then_full_ms`` the preview plus the full-resolution job that
+follows it, and ``all_candidates_ms`` ``engine.predict`` (every candidate at
+full resolution).
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ from bench.common import (
     sam_checkpoint,
     work_dir,
 )
+from samdesk.inference.answers import answer
 
 HEIGHT, WIDTH = 3000, 4000
 PROMPTS = {"point": "one_point", "box": "box"}
 """Benchmark prompt name -> ``tests.model_factories.prompt_case`` name."""
 TARGETS = {"vs_predictor": 0.5, "vs_onnx": 0.8, "vs_floor": 1.25}
+SCREEN = (1000, 1333)
+"""(h, w) screen pixels of the photo fitted in a 1600 x 1000 canvas."""
 
 
 @dataclass
@@ -57,19 +66,30 @@ class Case:
     floor: Callable[[Any], Callable[[], object]]  # prompts -> call of the bare forward
 
 
-def shown_mask(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
-    """samdesk's interactive path: the best candidate, the mask the window draws.
+def shown_mask(engine: Any, embedding: Any, prompts: Any,
+               preview: tuple[int, int] | None = SCREEN) -> np.ndarray:
+    """samdesk's interactive path: the best candidate, the mask the window draws first.
 
     Exactly what the inference worker runs for a click before it answers:
     ``propose`` decodes the three candidates at low resolution and only the
-    shown one is upsampled (the others are upsampled after the answer).
+    shown one is upsampled, to ``preview`` (the screen size) or, with None,
+    to full resolution.
     """
-    from samdesk.inference.requests import ImageRef, Predict
-    from samdesk.inference.answers import answer
+    result, _ = answer(engine, embedding, _job(prompts, preview))
+    best = (0, int(result.best()[0]))
+    return result.previews[best] if best in result.previews else result.masks[best]
 
-    job = Predict(0, ImageRef(Path("bench.png"), "bench"), prompts, None, True)
-    result, _ = answer(engine, embedding, job)
-    return result.masks[0, int(result.best()[0])]
+
+def preview_then_full(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
+    """The preview, then the worker's next job: the shown candidate at full resolution."""
+    _, rest = answer(engine, embedding, _job(prompts, SCREEN))
+    return rest[0].proposal.mask(rest[0].obj, rest[0].candidate)
+
+
+def _job(prompts: Any, preview: tuple[int, int] | None) -> Any:
+    from samdesk.inference.requests import ImageRef, Predict
+
+    return Predict(0, ImageRef(Path("bench.png"), "bench"), prompts, None, True, preview)
 
 
 def all_masks(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
@@ -267,13 +287,16 @@ def run_case(case: Case, calls: int, warmup: int, emit: Emit) -> None:
 
     for prompt_name, factory_name in PROMPTS.items():
         prompts = prompt_case(factory_name, HEIGHT, WIDTH)
-        ours = shown_mask(case.engine, case.embedding, prompts)
         best = case.reference(prompts)
-        same = bool(np.array_equal(ours, best))
+        same = bool(np.array_equal(preview_then_full(case.engine, case.embedding, prompts), best)
+                    and np.array_equal(shown_mask(case.engine, case.embedding, prompts, None),
+                                       best))
         onnx_differing = None if case.onnx is None else int(np.count_nonzero(
             case.onnx(prompts) != best))
         variants: dict[str, Callable[[], object]] = {
             "samdesk": lambda p=prompts: shown_mask(case.engine, case.embedding, p),
+            "full": lambda p=prompts: shown_mask(case.engine, case.embedding, p, None),
+            "then_full": lambda p=prompts: preview_then_full(case.engine, case.embedding, p),
             "all": lambda p=prompts: all_masks(case.engine, case.embedding, p),
             "vs_predictor": lambda p=prompts: case.reference(p),
             "vs_floor": case.floor(prompts),
@@ -290,6 +313,8 @@ def run_case(case: Case, calls: int, warmup: int, emit: Emit) -> None:
             ref_ms = timings.median_ms(reference)
             figures = {"samdesk_ms": round(ours_ms, 1), "reference_ms": round(ref_ms, 1),
                        "calls": timings.calls("samdesk"), "same_mask": same,
+                       "full_res_ms": round(timings.median_ms("full"), 1),
+                       "preview_then_full_ms": round(timings.median_ms("then_full"), 1),
                        "all_candidates_ms": round(timings.median_ms("all"), 1)}
             if reference == "vs_onnx":
                 figures["onnx_differing_px"] = onnx_differing

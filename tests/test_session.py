@@ -55,8 +55,8 @@ class FakeClient(QObject):
     def prefetch(self, images):
         return self._next("prefetch", list(images))
 
-    def predict(self, image, prompts, mask_input=None, multimask=True):
-        return self._next("predict", image, prompts, mask_input, multimask)
+    def predict(self, image, prompts, mask_input=None, multimask=True, preview=None):
+        return self._next("predict", image, prompts, mask_input, multimask, preview)
 
     def detect(self, image, text, box_threshold=0.3, text_threshold=0.25, multimask=False):
         return self._next("detect", image, text, box_threshold, text_threshold)
@@ -74,7 +74,9 @@ class RecordingView:
         self.image = None
         self.layers: list = []
         self.candidate = None
+        self.candidate_is_preview = False
         self.markers = ([], None)
+        self.shown = None  # (h, w) the image is drawn at; None: not known
 
     def set_image(self, rgb):
         self.image = rgb
@@ -85,8 +87,11 @@ class RecordingView:
     def set_layers(self, layers):
         self.layers = layers
 
-    def set_candidate(self, mask, color="#00e5ff"):
-        self.candidate = mask
+    def set_candidate(self, mask, color="#00e5ff", preview=False):
+        self.candidate, self.candidate_is_preview = mask, preview
+
+    def shown_size(self):
+        return self.shown
 
     def set_prompt_markers(self, points, box):
         self.markers = (points, box)
@@ -142,7 +147,7 @@ def test_second_click_refines_with_the_shown_candidates_logits(setup) -> None:
     session.cycle_candidate()
     assert np.array_equal(view.candidate, rect(0, 0, 20, 20))
     session.add_point(30, 30, positive=False)
-    _, _, _, prompts, mask_input, multimask = client.last("predict")
+    _, _, _, prompts, mask_input, multimask, _ = client.last("predict")
     assert [(p.x, p.y, p.positive) for p in prompts.points] == [(10, 10, True), (30, 30, False)]
     assert mask_input.shape == (1, 256, 256) and mask_input[0, 0, 0] == 0  # the shown one
     assert multimask is False
@@ -307,8 +312,8 @@ def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtb
     """The real client and worker with a random-weight tiny SAM: the first mask the
     person sees is ``predict``'s best candidate, and Tab shows its others, pixel for pixel."""
     from samdesk.inference.cache import EmbeddingCache, model_key
-    from samdesk.inference.registry import load_model
     from samdesk.inference.client import InferenceClient
+    from samdesk.inference.registry import load_model
     from tests.model_factories import (
         TINY_SAM,
         make_sam_checkpoint,
@@ -346,3 +351,63 @@ def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtb
             session.close()
             client.stop()
             project.close()
+
+
+# -- a preview at screen size first, the full-resolution mask right after -----
+
+
+def preview_answer(client: FakeClient, pred: Prediction, shown: int) -> int:
+    """Answer the last predict with candidate ``shown`` previewed at half size only."""
+    request_id, _, image, prompts, *_ = client.last("predict")
+    small = pred.masks[0, shown][::2, ::2]
+    client.predicted.emit(PredictResult(request_id, image.key, prompts, pred.scores,
+                                        pred.logits, {}, {(0, shown): small}))
+    return request_id
+
+
+def test_the_window_asks_for_a_preview_at_the_size_it_draws_the_image(setup) -> None:
+    project, client, view, session = setup
+    view.shown = (30, 40)
+    session.add_point(10, 10)
+    assert client.last("predict")[6] == (30, 40)
+
+
+def test_a_preview_is_drawn_until_the_full_mask_replaces_it(setup) -> None:
+    project, client, view, session = setup
+    view.shown = (30, 40)
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.5), (rect(0, 0, 40, 40), 0.9))
+    request_id = preview_answer(client, pred, 1)
+    assert view.candidate_is_preview and view.candidate.shape == (30, 40)
+    assert np.array_equal(view.candidate, rect(0, 0, 40, 40)[::2, ::2])
+    full = {(0, 1): rect(0, 0, 40, 40)}
+    client.candidates.emit(CandidateMasks(request_id, session.ref.key, full))
+    assert not view.candidate_is_preview
+    assert np.array_equal(view.candidate, rect(0, 0, 40, 40))
+
+
+def test_enter_on_a_preview_saves_the_full_mask_once_it_arrives(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.5), (rect(0, 0, 40, 40), 0.9))
+    request_id = preview_answer(client, pred, 1)
+    assert session.accept() == []  # nothing saved from a preview
+    image_id = session.image.id
+    assert project.annotations(image_id) == []
+    full = {(0, 1): rect(0, 0, 40, 40)}
+    client.candidates.emit(CandidateMasks(request_id, session.ref.key, full))
+    [layer] = project.annotations(image_id)
+    assert np.array_equal(masks.decode(layer.rle), rect(0, 0, 40, 40))  # every full-size pixel
+    assert session.candidates == [] and session.selected == [layer.id]
+
+
+def test_a_new_click_calls_off_an_accept_waiting_for_its_mask(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.5), (rect(0, 0, 40, 40), 0.9))
+    request_id = preview_answer(client, pred, 1)
+    session.accept()
+    session.add_point(30, 30, positive=False)  # the person changed their mind
+    full = {(0, 1): rect(0, 0, 40, 40)}
+    client.candidates.emit(CandidateMasks(request_id, session.ref.key, full))
+    assert project.annotations(session.image.id) == []

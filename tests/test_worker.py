@@ -21,6 +21,7 @@ from pytestqt.qtbot import QtBot
 
 from samdesk.inference.base import Embedding, Point, Prediction, Prompts
 from samdesk.inference.cache import EmbeddingCache
+from samdesk.inference.client import InferenceClient
 from samdesk.inference.grabcut import GrabCutEngine
 from samdesk.inference.registry import load_model
 from samdesk.inference.requests import (
@@ -33,7 +34,6 @@ from samdesk.inference.requests import (
     RequestQueue,
     SetModel,
 )
-from samdesk.inference.client import InferenceClient
 
 WAIT_MS = 20_000
 

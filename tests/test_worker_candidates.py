@@ -19,9 +19,9 @@ from pytestqt.qtbot import QtBot
 
 from samdesk.inference.base import Embedding, Prediction, Prompts
 from samdesk.inference.cache import EmbeddingCache
+from samdesk.inference.client import InferenceClient
 from samdesk.inference.registry import load_model
 from samdesk.inference.requests import ImageRef
-from samdesk.inference.client import InferenceClient
 from tests.test_worker import WAIT_MS, centre, scene
 
 

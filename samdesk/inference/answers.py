@@ -11,26 +11,39 @@ import numpy as np
 
 from samdesk.inference.base import Embedding
 from samdesk.inference.requests import Predict, PredictResult, UpsampleCandidate
+from samdesk.inference.upsample import preview_size
 
 
 def answer(engine: Any, embedding: Embedding,
            job: Predict) -> tuple[PredictResult, list[UpsampleCandidate]]:
     """The first answer to ``job`` and the upsampling jobs for the candidates it lacks.
 
-    With ``engine.propose``: every score and logit, each object's best
-    candidate upsampled (pixel for pixel ``engine.predict``'s), and one job per
-    other candidate, best scores first (the order Tab shows them). Without it
-    (GrabCut): ``engine.predict``'s whole answer and no jobs.
+    With ``engine.propose``: every score and logit and each object's best
+    candidate, upsampled pixel for pixel as ``engine.predict`` does; or, when
+    ``job.preview`` is much smaller than the image, previewed at that size,
+    with the full-resolution jobs of those best candidates first in the list.
+    Then one job per other candidate, best scores first (the order Tab shows
+    them). Without ``propose`` (GrabCut): ``engine.predict``'s whole answer and
+    no jobs.
     """
     if not hasattr(engine, "propose"):
         prediction = engine.predict(embedding, job.prompts, job.mask_input, job.multimask)
         return PredictResult.of(job.request_id, job.image.key, job.prompts, prediction), []
     proposal = engine.propose(embedding, job.prompts, job.mask_input, job.multimask)
-    best = proposal.best()
-    shown = {(i, int(c)): proposal.mask(i, int(c)) for i, c in enumerate(best)}
+    best = [(i, int(c)) for i, c in enumerate(proposal.best())]
+    size = preview_size(job.preview, proposal.image_size)
+    shown: dict[tuple[int, int], np.ndarray] = {}
+    previews: dict[tuple[int, int], np.ndarray] = {}
+    for key in best:
+        if size is None:
+            shown[key] = proposal.mask(*key)
+        else:
+            previews[key] = proposal.preview(*key, size)
     result = PredictResult(job.request_id, job.image.key, job.prompts, proposal.scores,
-                           proposal.logits, shown)
-    rest = [UpsampleCandidate(job.request_id, job.image, proposal, i, int(c))
-            for i in range(proposal.scores.shape[0])
-            for c in np.argsort(-proposal.scores[i], kind="stable") if (i, int(c)) not in shown]
+                           proposal.logits, shown, previews)
+    others = [(i, int(c)) for i in range(proposal.scores.shape[0])
+              for c in np.argsort(-proposal.scores[i], kind="stable")]
+    order = [key for key in best + others if key not in shown]
+    rest = [UpsampleCandidate(job.request_id, job.image, proposal, i, c)
+            for i, c in dict.fromkeys(order)]
     return result, rest

@@ -157,9 +157,14 @@ class InferenceClient(QObject):
         prompts: Prompts,
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
+        preview: tuple[int, int] | None = None,
     ) -> int:
-        """Masks for ``prompts``; supersedes any earlier prediction not yet delivered."""
-        request = Predict(next(self._ids), image, prompts, mask_input, multimask)
+        """Masks for ``prompts``; supersedes any earlier prediction not yet delivered.
+
+        ``preview``: ``(h, w)`` screen pixels the image is drawn at (see
+        :class:`~samdesk.inference.requests.Predict`).
+        """
+        request = Predict(next(self._ids), image, prompts, mask_input, multimask, preview)
         return self._submit("predict", request)
 
     def detect(

@@ -125,7 +125,10 @@ class Predict:
     """Masks for ``prompts`` on ``image`` (points (x, y), boxes XYXY, image pixels).
 
     ``mask_input``: float32 ``(1, 256, 256)`` logits of an earlier candidate of
-    the same object; copied and made read-only.
+    the same object; copied and made read-only. ``preview``: ``(h, w)`` screen
+    pixels the window draws the whole image at; when much smaller than the
+    image, the first answer carries the shown mask at about that size and the
+    full-resolution mask follows (see :func:`samdesk.inference.answers.answer`).
     """
 
     request_id: int
@@ -133,8 +136,11 @@ class Predict:
     prompts: Prompts
     mask_input: np.ndarray | None = None
     multimask: bool = True
+    preview: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.preview is not None and (len(self.preview) != 2 or min(self.preview) < 1):
+            raise ValueError(f"preview must be (height, width) in pixels, got {self.preview}")
         if self.mask_input is not None:
             frozen = np.array(self.mask_input, dtype=np.float32)
             frozen.setflags(write=False)

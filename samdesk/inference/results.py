@@ -9,7 +9,7 @@ Qt-free and torch-free.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
@@ -47,7 +47,10 @@ class PredictResult:
     ``masks``: bool ``(H, W)`` image-pixel masks by ``(object, candidate)``.
     Engines without ``propose`` (GrabCut) answer with every candidate; SAM and
     SAM 2 answer at once with each object's best candidate, and the others
-    follow as :class:`CandidateMasks` of the same ``request_id``.
+    follow as :class:`CandidateMasks` of the same ``request_id``. When the
+    request asked for a ``preview``, the best candidates come as ``previews``
+    (bool ``(h, w)``, the image at screen size) and their full-resolution masks
+    follow first.
     """
 
     request_id: int
@@ -56,9 +59,11 @@ class PredictResult:
     scores: np.ndarray
     logits: np.ndarray | None
     masks: Mapping[CandidateKey, np.ndarray]
+    previews: Mapping[CandidateKey, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "masks", _frozen_masks(self.masks))
+        object.__setattr__(self, "previews", _frozen_masks(self.previews))
 
     @classmethod
     def of(cls, request_id: int, image_key: str, prompts: Prompts,

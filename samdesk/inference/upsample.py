@@ -12,7 +12,10 @@ with the same input, sizes and scales, so every logit, hence every mask pixel,
 is bit-identical to the reference's; it only writes into float buffers kept
 between calls and thresholds one candidate at a time. :class:`Proposal`
 holds a request's candidates decoded but not upsampled, so the window can
-draw the one it shows and upsample the others only if the person asks.
+draw the one it shows and upsample the others only if the person asks; and
+:func:`preview_size` picks the smaller size at which the shown candidate is
+first drawn when the window shows the image zoomed out (the full-resolution
+mask follows at once, and only it is ever saved).
 """
 
 from __future__ import annotations
@@ -72,8 +75,10 @@ class MaskUpsampler:
             self._buffers[size] = buffer
         return buffer
 
-    def _logits(self, low: torch.Tensor, frame: Frame) -> torch.Tensor:
-        """Full-resolution float logits ``(1, 1, H, W)`` of one ``(256, 256)`` plane.
+    def _logits(self, low: torch.Tensor, frame: Frame,
+                size: tuple[int, int]) -> torch.Tensor:
+        """Float logits ``(1, 1, h, w)`` of one ``(256, 256)`` plane at ``size`` ``(h, w)``
+        (``frame.image_size`` for the reference's full-resolution logits).
 
         The result is a reused buffer: read it before the next call.
         """
@@ -93,24 +98,29 @@ class MaskUpsampler:
                 square = self._buffer((frame.square, frame.square))
                 torch._C._nn.upsample_bilinear2d(plane, [frame.square] * 2, False, out=square)
                 plane = square[..., : frame.crop[0], : frame.crop[1]]
-        full = self._buffer(frame.image_size)
-        torch._C._nn.upsample_bilinear2d(plane, list(frame.image_size), False, out=full)
+        full = self._buffer(size)
+        torch._C._nn.upsample_bilinear2d(plane, list(size), False, out=full)
         return full
 
     @torch.inference_mode()
-    def masks(self, logits: torch.Tensor, frame: Frame) -> np.ndarray:
+    def masks(self, logits: torch.Tensor, frame: Frame,
+              size: tuple[int, int] | None = None) -> np.ndarray:
         """``bool (N, H, W)`` masks of ``logits`` ``(N, 256, 256)`` (any leading shape).
 
         Equal, pixel for pixel, to ``F.interpolate`` of the same logits as the
-        reference predictor does it, thresholded at ``frame.threshold``.
+        reference predictor does it, thresholded at ``frame.threshold``. With
+        ``size`` ``(h, w)``: the same pipeline with its last step sized to
+        ``size`` instead of the image, a preview of the mask on a screen that
+        shows the image at ``h x w`` pixels (not the reference's pixels).
         """
+        size = frame.image_size if size is None else size
         planes = logits.detach().to("cpu").reshape(-1, *logits.shape[-2:])
-        out = np.empty((planes.shape[0], *frame.image_size), dtype=np.bool_)
+        out = np.empty((planes.shape[0], *size), dtype=np.bool_)
         with self._lock:
             for i, plane in enumerate(planes):
-                full = self._logits(plane, frame)
+                full = self._logits(plane, frame, size)
                 torch.gt(full[0, 0], frame.threshold, out=torch.from_numpy(out[i]))
-        return out.reshape(*logits.shape[:-2], *frame.image_size)
+        return out.reshape(*logits.shape[:-2], *size)
 
 
 class Proposal:
@@ -149,6 +159,11 @@ class Proposal:
             self._masks[key] = found
         return found
 
+    def preview(self, obj: int, candidate: int, size: tuple[int, int]) -> np.ndarray:
+        """``bool`` ``size`` ``(h, w)`` mask of one candidate, for drawing the image at
+        ``h x w`` screen pixels; :meth:`mask` is the full-resolution one."""
+        return self._upsampler.masks(self._raw[obj, candidate][None], self.frame, size)[0]
+
     def shown(self) -> np.ndarray:
         """``bool (objects, H, W)``: each object's best candidate, the one a window draws."""
         best = self.best()
@@ -164,3 +179,21 @@ class Proposal:
                 masks[i, c] = known if known is not None else self._upsampler.masks(
                     self._raw[i, c][None], self.frame)[0]
         return Prediction(masks=masks, scores=self.scores, logits=self.logits)
+
+
+PREVIEW_MAX_AREA = 0.5
+"""A preview is made only when it has at most this fraction of the image's pixels."""
+
+
+def preview_size(shown: tuple[int, int] | None,
+                 image_size: tuple[int, int]) -> tuple[int, int] | None:
+    """The ``(h, w)`` to preview a mask at when the window draws an ``image_size``
+    ``(H, W)`` image at ``shown`` ``(h, w)`` screen pixels, or None for the full
+    resolution (no size given, or the screen shows at least half the pixels)."""
+    if shown is None:
+        return None
+    height, width = image_size
+    h, w = min(int(shown[0]), height), min(int(shown[1]), width)
+    if h < 1 or w < 1 or h * w > PREVIEW_MAX_AREA * height * width:
+        return None
+    return h, w

@@ -29,7 +29,9 @@ Interface (what the main window uses)::
     set_layers(layers)              back to front; overlays are cached per layer id, the
                                     unselected ones flattened onto the image, the
                                     selected ones drawn above all the others
-    set_candidate(mask | None, color="#00e5ff")   live candidate, above the layers
+    set_candidate(mask | None, color="#00e5ff", preview=False)   live candidate, above
+                                    the layers (a preview: smaller, stretched over the image)
+    shown_size() -> (h, w) | None   screen pixels the image is drawn at
     set_prompt_markers(points, box)  points [(x, y, positive)], box (x0, y0, x1, y1) | None
     set_tool(tool) / tool; set_brush_size(px) / brush_size ([ and ] scale it by 20%)
     fit(); zoom_1to1(); zoom_by(factor, anchor_scene_pos=None); zoom (property)
@@ -200,9 +202,22 @@ class Canvas(QGraphicsView):
         """The image with the unselected layers blended on (``flattened_px`` is observable)."""
         return self._stack.picture
 
-    def set_candidate(self, mask: Mask | None, color: str = "#00e5ff") -> None:
-        """Show the live candidate mask above the layers, outlined; ``None`` hides it."""
-        self._stack.set_candidate(mask, color, self._image_size)
+    def set_candidate(self, mask: Mask | None, color: str = "#00e5ff",
+                      preview: bool = False) -> None:
+        """Show the live candidate mask above the layers, outlined; ``None`` hides it.
+
+        A ``preview`` mask (see :meth:`shown_size`) is stretched over the image.
+        """
+        self._stack.set_candidate(mask, color, self._image_size, preview)
+
+    def shown_size(self) -> tuple[int, int] | None:
+        """``(h, w)`` screen pixels the whole image is drawn at now (at most its own size)."""
+        if self._image_size is None:
+            return None
+        scale = abs(self.transform().m11()) * self.devicePixelRatioF()
+        width, height = self._image_size
+        return (max(1, min(height, round(height * scale))),
+                max(1, min(width, round(width * scale))))
 
     def set_prompt_markers(self, points: list[tuple[float, float, bool]],
                            box: tuple[float, float, float, float] | None) -> None:

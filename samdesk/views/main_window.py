@@ -19,8 +19,8 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from samdesk.errors import SamdeskError
 from samdesk.inference import models
-from samdesk.inference.requests import Failure, ModelLoaded
 from samdesk.inference.client import InferenceClient
+from samdesk.inference.requests import Failure, ModelLoaded
 from samdesk.project import Project
 from samdesk.views import export_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool

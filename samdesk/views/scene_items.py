@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QImage, QPainterPath, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -126,13 +126,22 @@ class LayerStack:
             item.setZValue(self._z + index)
 
     def set_candidate(self, mask: Mask | None, color: str,
-                      image_size: tuple[int, int] | None) -> None:
-        """Show ``mask`` (rebuilt on every call, over its box only) or hide the candidate."""
+                      image_size: tuple[int, int] | None, preview: bool = False) -> None:
+        """Show ``mask`` (rebuilt on every call, over its box only) or hide the candidate.
+
+        A ``preview`` mask may be smaller than the image: it is stretched over
+        the whole ``image_size`` ``(width, height)``.
+        """
         overlay = None
+        scale = (1.0, 1.0)
         if mask is not None:
-            check_mask_size(mask, image_size, "candidate")
+            if preview and image_size is not None:
+                height, width = np.shape(mask)[-2:]
+                scale = (image_size[0] / width, image_size[1] / height)
+            else:
+                check_mask_size(mask, image_size, "candidate")
             overlay = build_overlay(mask, color, CANDIDATE_STYLE)
-        _show(self.candidate, overlay)
+        _show(self.candidate, overlay, scale)
         self.candidate.setVisible(overlay is not None)
 
     def layer_at(self, x: float, y: float) -> int | None:
@@ -144,12 +153,15 @@ class LayerStack:
         return None
 
 
-def _show(item: QGraphicsPixmapItem, overlay: Overlay | None) -> None:
+def _show(item: QGraphicsPixmapItem, overlay: Overlay | None,
+          scale: tuple[float, float] = (1.0, 1.0)) -> None:
+    """Put ``overlay`` on ``item``, its mask pixels ``scale`` ``(x, y)`` image pixels each."""
     if overlay is None:
         item.setPixmap(QPixmap())
         return
     item.setPixmap(overlay.pixmap)
-    item.setPos(overlay.crop.x0, overlay.crop.y0)
+    item.setTransform(QTransform.fromScale(*scale))
+    item.setPos(overlay.crop.x0 * scale[0], overlay.crop.y0 * scale[1])
 
 
 POSITIVE_COLOR, NEGATIVE_COLOR, BOX_COLOR = "#2ecc40", "#ff4136", "#ffd400"

@@ -27,6 +27,7 @@ from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import ImageReadError
 from samdesk.images import ImageStore, load_display
 from samdesk.inference.base import Point, Prompts
+from samdesk.inference.client import InferenceClient
 from samdesk.inference.requests import (
     CandidateMasks,
     DetectResult,
@@ -34,7 +35,6 @@ from samdesk.inference.requests import (
     ImageRef,
     PredictResult,
 )
-from samdesk.inference.client import InferenceClient
 from samdesk.project import Project, ProjectEvent
 from samdesk.views.session_layers import LayerEdits
 
@@ -54,13 +54,16 @@ class Candidate:
     """One proposed mask: ``mask`` bool ``(H, W)`` in image pixels, or None while
     the worker still upsamples it; ``logits`` float32 ``(1, 256, 256)`` for
     refining (None for GrabCut); ``phrase`` for text-prompt candidates (the
-    label they get); ``index``: the model's candidate number (for late masks)."""
+    label they get); ``index``: the model's candidate number (for late masks);
+    ``preview``: bool ``(h, w)``, the mask at screen size, drawn until ``mask``
+    arrives (never saved)."""
 
     mask: np.ndarray | None
     score: float
     logits: np.ndarray | None = None
     phrase: str | None = None
     index: int = 0
+    preview: np.ndarray | None = None
 
 
 class Session(LayerEdits, QObject):
@@ -94,6 +97,7 @@ class Session(LayerEdits, QObject):
         self._pending: int | None = None
         self._answered: int | None = None  # the request whose candidates are shown
         self._wanted: int | None = None  # Tab's pick, drawn once its mask arrives
+        self._accept_when_ready = False  # Enter on a preview: accept once the mask arrives
         self._init_layers()
         labels = project.labels()
         self.default_label: int | None = labels[0].id if labels else None
@@ -205,7 +209,9 @@ class Session(LayerEdits, QObject):
         single_click = len(self.points) == 1 and self.box is None
         shown = self.shown_candidate()
         mask_input = shown.logits if shown is not None and not single_click else None
-        self._pending = self.client.predict(self.ref, prompts, mask_input, single_click)
+        self._accept_when_ready = False
+        self._pending = self.client.predict(self.ref, prompts, mask_input, single_click,
+                                            self.view.shown_size())
         self._show_prompts()
         if self.embedding != "ready":
             self.message.emit("Waiting for the image embedding; your prompt is kept")
@@ -216,6 +222,7 @@ class Session(LayerEdits, QObject):
             if request is not None:
                 self.client.cancel(request)
         self._pending = self._answered = self._wanted = None
+        self._accept_when_ready = False
         self.points, self.box, self.candidates, self.candidate_index = [], None, [], 0
         self.refine_target = None
         self._show_prompts()
@@ -253,7 +260,9 @@ class Session(LayerEdits, QObject):
     def accept(self, indices: list[int] | None = None) -> list[int]:
         """Turn the shown candidate into a layer (Enter), or the text candidates
         at ``indices`` (all by default) into layers labelled by their phrase.
-        Returns the ids of the layers made or changed."""
+        Returns the ids of the layers made or changed; none yet when only the
+        shown candidate's preview is here: it is accepted when its
+        full-resolution mask arrives (a new prompt or Esc calls that off)."""
         if self.image is None or not self.candidates:
             return []
         prompts = {"points": [[p.x, p.y, int(p.positive)] for p in self.points],
@@ -271,6 +280,9 @@ class Session(LayerEdits, QObject):
                     done.append(layer.id)
         else:
             cand = self.candidates[self.candidate_index]
+            if cand.mask is None:  # only its preview is here: the mask follows at once
+                self._accept_when_ready = True
+                return []
             if self.refine_target is not None:
                 self.project.update_annotation(self.refine_target, rle=masks.encode(cand.mask),
                                                score=cand.score, prompts=prompts,
@@ -314,9 +326,10 @@ class Session(LayerEdits, QObject):
         scores, logits = result.scores[0], result.logits
         order = np.argsort(-scores, kind="stable")
         self.candidates = [Candidate(result.masks.get((0, int(i))), float(scores[i]),
-                                     None if logits is None else logits[0, i:i + 1], None, int(i))
+                                     None if logits is None else logits[0, i:i + 1], None, int(i),
+                                     result.previews.get((0, int(i))))
                            for i in order]
-        self.candidate_index, self._wanted = 0, None
+        self.candidate_index, self._wanted, self._accept_when_ready = 0, None, False
         self._pending, self._answered = None, result.request_id
         self._show_candidate()
 
@@ -326,15 +339,21 @@ class Session(LayerEdits, QObject):
             return
         if update.request_id != self._answered:
             return  # an older request's, or the prompts were cleared
+        shown = self.shown_candidate()
+        previewed = shown is not None and shown.mask is None
         self.candidates = [
-            replace(c, mask=update.masks[0, c.index])
+            replace(c, mask=update.masks[0, c.index], preview=None)
             if c.mask is None and (0, c.index) in update.masks else c
             for c in self.candidates]
         wanted = self._wanted
         if wanted is not None and self.candidates[wanted].mask is not None:
             self.show_candidate(wanted)
+        elif previewed and self.candidates[self.candidate_index].mask is not None:
+            self._show_candidate()  # the full-resolution mask replaces the preview
         else:
             self.candidates_changed.emit()
+        if self._accept_when_ready and self.candidates[self.candidate_index].mask is not None:
+            self.accept()
 
     def _on_detected(self, result: DetectResult) -> None:
         if not self._is_current(result.image_key, result.request_id):
@@ -371,7 +390,10 @@ class Session(LayerEdits, QObject):
 
     def _show_candidate(self) -> None:
         shown = self.shown_candidate()
-        self.view.set_candidate(None if shown is None else shown.mask, CANDIDATE_COLOR)
+        if shown is not None and shown.mask is None and shown.preview is not None:
+            self.view.set_candidate(shown.preview, CANDIDATE_COLOR, preview=True)
+        else:
+            self.view.set_candidate(None if shown is None else shown.mask, CANDIDATE_COLOR)
         self.candidates_changed.emit()
 
     def _on_project_event(self, event: ProjectEvent) -> None:
