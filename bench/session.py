@@ -23,6 +23,11 @@ afterwards, for Tab, as low-priority worker jobs a newer click supersedes).
   click: how much background encoding delays a click (no target in issue 5).
 - ``session.revisit_disk``: arrival -> first mask with a new client (an app
   restarted) whose embeddings come from the disk cache; target 2%.
+- ``session.click_during_prefetch``: a click on an encoded image made while
+  the worker encodes another image in the background, at 20% to 80% into
+  that encode; against an idle click. The worker answers it between encoder
+  blocks, so it waits for one block, not for the rest of the encode (no
+  target in issue 5).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ HEIGHT, WIDTH = 3000, 4000
 DWELL = 1.2  # encodes spent on each image
 PREFETCH_AHEAD = 2  # as samdesk.views.session does
 TIMEOUT_S = 600.0
+INTO_ENCODE = (0.2, 0.4, 0.6, 0.8)  # where in a background encode the click comes
 
 
 def spin(seconds: float) -> None:
@@ -165,8 +171,9 @@ def run(quick: bool, emit: Emit) -> None:
     checkpoint = sam2_checkpoint()
     prompts = prompt_case("one_point", HEIGHT, WIDTH)
     with scratch("session") as folder:
-        paths = write_images(folder, count + 1)
-        encode_s = encode_seconds(checkpoint, paths[-1], 2 if quick else 3)
+        trials = INTO_ENCODE[1::2] if quick else INTO_ENCODE
+        paths = write_images(folder, count + 1 + len(trials))
+        encode_s = encode_seconds(checkpoint, paths[count], 2 if quick else 3)
         refs = [ImageRef.from_path(p) for p in paths[:count]]
         cache = folder / "cache"
 
@@ -204,6 +211,41 @@ def run(quick: bool, emit: Emit) -> None:
             client.stop()
         emit(_line("session.revisit_disk", firsts, idle, encode_s, 0.02,
                    "new client, embeddings from the disk cache; arrival -> first mask"))
+
+        client = _client(cache, checkpoint)
+        try:
+            waits = clicks_during_prefetch(Script(client), refs[0], paths[count + 1:], trials,
+                                           encode_s, prompts)
+        finally:
+            client.stop()
+        emit(Result("session.click_during_prefetch", {
+            "into_encode": list(trials),
+            "encode_ms": round(1000 * encode_s, 1),
+            "click_idle_ms": round(1000 * idle, 1),
+            "click_ms_median": round(1000 * median(waits), 1),
+            "click_ms_max": round(1000 * max(waits), 1),
+            "clicks_ms": [round(1000 * w) for w in waits],
+        }, median(waits) / idle, None,
+            "a click on an encoded image during another image's encode vs an idle click"))
+
+
+def clicks_during_prefetch(script: Script, encoded: Any, fresh: list[Path],
+                           trials: tuple[float, ...], encode_s: float,
+                           prompts: Any) -> list[float]:
+    """Seconds from each click on ``encoded`` to its mask, each made ``trials[i]`` of an
+    encode into the background encode of the new image ``fresh[i]``."""
+    from samdesk.inference.requests import ImageRef
+
+    client = script.client
+    client.focus(encoded)
+    wait_until(client.is_idle)
+    waits = []
+    for into, path in zip(trials, fresh, strict=False):
+        client.prefetch([ImageRef.from_path(path)])
+        spin(0.1 + into * encode_s)  # the prefetch starts after 0.08 s of quiet
+        waits.append(script.click(encoded, prompts, time.perf_counter()))
+        wait_until(client.is_idle)
+    return waits
 
 
 def _line(name: str, firsts: list[float], idle_click: float, encode_s: float,

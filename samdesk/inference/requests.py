@@ -13,8 +13,13 @@ share; it decides what the worker runs next:
 5. upsampling the candidates of the latest prediction that the window does
    not show yet (:class:`UpsampleCandidate`, one candidate a job), so Tab
    finds them ready;
-6. when nothing else is left, encoding the next prefetch image (a cache hit
-   when it is encoded already).
+6. when nothing else is left and no prediction, detection or focus came for
+   :attr:`RequestQueue.prefetch_settle_s`, encoding the next prefetch image
+   (a cache hit when it is encoded already).
+
+While an encode runs, :meth:`RequestQueue.take_ready` hands the worker, between
+encoder chunks, the work of step 2 (and a focus whose image is ready): a click
+on an encoded image never waits for a whole encode of another one.
 
 A newer prediction (or detection) for an image supersedes a pending one for the
 same image; focusing another image drops the pending work on every other image
@@ -26,6 +31,7 @@ when the queue is otherwise empty. Qt-free.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -226,6 +232,9 @@ class RequestQueue:
         self._candidates: deque[UpsampleCandidate] = deque()
         self._newest = 0  # id of the latest prediction, detection or focus
         self._closed = False
+        self._interactive_at = float("-inf")  # time.monotonic() of the latest such put
+        self.prefetch_settle_s = 0.0
+        """Prefetch encodes wait until no prediction, detection or focus came for this long."""
 
     def put(self, request: Request) -> list[int]:
         """Queue ``request``; return the ids of pending requests it superseded."""
@@ -237,12 +246,14 @@ class RequestQueue:
                 self._models = [m for m in self._models if m.slot != request.slot] + [request]
                 return [m.request_id for m in gone]
             if isinstance(request, FocusImage):
+                self._interactive_at = time.monotonic()
                 return self._refocus(request)
             if isinstance(request, Prefetch):
                 old = self._prefetch
                 self._prefetch = _Prefetching(request, deque(request.images))
                 return [old.request.request_id] if old and old.left else []
             self._newest = max(self._newest, request.request_id)
+            self._interactive_at = time.monotonic()
             self._candidates.clear()
             old_decode = self._decodes.pop((type(request), request.image.key), None)
             self._decodes[(type(request), request.image.key)] = request
@@ -281,6 +292,41 @@ class RequestQueue:
                 return self._candidates.popleft()
             return self._next_prefetch()
 
+    def take_ready(self, ready: Callable[[str], bool]) -> Predict | DetectSegment | Encode | None:
+        """Work that needs no encoder, for the worker to run between chunks of an encode.
+
+        The oldest prediction or text detection whose image is ``ready``
+        (``ready(image_key)``, as for :meth:`take`), else the focus encode when
+        the focused image is ready (a cache hit, which reports it ready). None
+        when there is none, when the queue is closed, or while a model change
+        waits (it runs first, after the encode, as :meth:`take` would order it).
+        """
+        with self._lock:
+            if self._closed or self._models:
+                return None
+            for request in sorted(self._decodes.values(), key=lambda r: r.request_id):
+                if ready(request.image.key):
+                    del self._decodes[(type(request), request.image.key)]
+                    return request
+            focus = self._focus
+            if focus is not None and not self._focus_taken and ready(focus.image.key):
+                self._focus_taken = True
+                return Encode(focus.image, focus.request_id, "focus")
+            return None
+
+    def prefetch_wait(self) -> float | None:
+        """Seconds until a held prefetch encode may run (0 when it may now); None if none left.
+
+        See :attr:`prefetch_settle_s`.
+        """
+        with self._lock:
+            if self._closed or self._prefetch is None or not self._prefetch.left:
+                return None
+            return max(0.0, self._settle_left())
+
+    def _settle_left(self) -> float:
+        return self._interactive_at + self.prefetch_settle_s - time.monotonic()
+
     def put_candidates(self, jobs: Iterable[UpsampleCandidate]) -> bool:
         """Queue the upsampling of the candidates of one prediction, in this order.
 
@@ -296,7 +342,7 @@ class RequestQueue:
 
     def _next_prefetch(self) -> Encode | None:
         fetching = self._prefetch
-        if fetching is None or not fetching.left:
+        if fetching is None or not fetching.left or self._settle_left() > 0:
             return None
         fetching.done += 1  # cached ones too: a cheap hit, and progress reaches the total
         total = len(fetching.request.images)

@@ -41,13 +41,13 @@ from segment_anything.modeling import (
 
 from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
 from samdesk.inference.device import (
-    encoder_autocast,
     load_weights,
     read_checkpoint,
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
 from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
+from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
 INPUT_SIZE = 1024
@@ -120,22 +120,44 @@ class SamEngine:
         self._upsampler = MaskUpsampler()
         self._dense_pe: torch.Tensor | None = None
 
-    @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> Embedding:
         """Encode an ``(H, W, 3)`` uint8 RGB image.
 
         Returns tensors ``{"image_embed": float32 (1, 256, 64, 64)}``.
         """
+        return run_to_end(self.embed_steps(rgb))
+
+    def embed_steps(self, rgb: np.ndarray) -> EmbedSteps:
+        """:meth:`embed` one chunk at a time, yielding between chunks.
+
+        Chunks: preprocessing (resize, normalise, pad); patch and position
+        embedding; each block of ``ImageEncoderViT.blocks``; the neck. The
+        same ops in the same order as ``ImageEncoderViT.forward``, so the
+        embedding is bit-identical. Returns the :class:`Embedding`.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise EngineError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
         height, width = rgb.shape[:2]
-        new_h, new_w = resized_shape(height, width)
-        resized = np.array(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
-        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        x = self.model.preprocess(x)  # normalise, pad to 1024 x 1024 (float32)
-        with encoder_autocast(self.device, self.bf16):
-            features = self.model.image_encoder(x)
-        array = features.float().cpu().numpy()
+        encoder = self.model.image_encoder
+        with encoding(self.device, self.bf16, autocast=False):
+            new_h, new_w = resized_shape(height, width)
+            resized = np.array(Image.fromarray(rgb).resize((new_w, new_h), Image.BILINEAR))
+            x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+            x = self.model.preprocess(x)  # normalise, pad to 1024 x 1024 (float32)
+        yield
+        with encoding(self.device, self.bf16):
+            x = encoder.patch_embed(x)
+            if encoder.pos_embed is not None:
+                x = x + encoder.pos_embed
+        yield
+        for block in encoder.blocks:
+            with encoding(self.device, self.bf16):
+                x = block(x)
+            yield
+        with encoding(self.device, self.bf16):
+            features = encoder.neck(x.permute(0, 3, 1, 2))
+        with encoding(self.device, self.bf16, autocast=False):
+            array = features.float().cpu().numpy()
         return Embedding(self.model_id, (height, width), {"image_embed": array})
 
     def predict(

@@ -35,13 +35,13 @@ from hydra.core.global_hydra import GlobalHydra
 
 from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
 from samdesk.inference.device import (
-    encoder_autocast,
     load_weights,
     read_checkpoint,
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
 from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
+from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
 """Side of the low-resolution logits."""
@@ -99,7 +99,6 @@ class Sam2Engine:
         self._upsampler = MaskUpsampler()
         self._dense_pe: torch.Tensor | None = None
 
-    @torch.inference_mode()
     def embed(self, rgb: np.ndarray) -> Embedding:
         """Encode an ``(H, W, 3)`` uint8 RGB image.
 
@@ -107,25 +106,69 @@ class Sam2Engine:
         decoder's high-resolution features ``high_res_0`` ``(1, 32, 256, 256)``
         and ``high_res_1`` ``(1, 64, 128, 128)``.
         """
+        return run_to_end(self.embed_steps(rgb))
+
+    def embed_steps(self, rgb: np.ndarray) -> EmbedSteps:
+        """:meth:`embed` one chunk at a time, yielding between chunks.
+
+        Chunks: preprocessing (resize, normalise); the Hiera trunk's patch and
+        position embedding; each trunk block (keeping the stage outputs
+        ``Hiera.forward`` keeps); the FPN neck with the rest of
+        ``SAM2Base.forward_image`` and the decoder-side tensors. The same ops
+        in the same order as the library, so the embedding is bit-identical.
+        Returns the :class:`Embedding`.
+        """
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise EngineError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        x = x.permute(2, 0, 1).float().div(255)[None]
-        size = (self.resolution, self.resolution)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        mean = torch.tensor(_MEAN, device=self.device).view(-1, 1, 1)
-        std = torch.tensor(_STD, device=self.device).view(-1, 1, 1)
-        x = (x - mean) / std
-        with encoder_autocast(self.device, self.bf16):
-            out = self.model.forward_image(x)  # projects the high-res levels for the decoder
-        levels = out["backbone_fpn"][-self.model.num_feature_levels:]
-        image_embed = levels[-1].float()
-        if self.model.directly_add_no_mem_embed:
-            image_embed = image_embed + self.model.no_mem_embed.float().view(1, -1, 1, 1)
-        tensors = {"image_embed": image_embed.cpu().numpy()}
-        for i, level in enumerate(levels[:-1]):
-            tensors[f"high_res_{i}"] = level.float().cpu().numpy()
+        model = self.model
+        with encoding(self.device, self.bf16, autocast=False):
+            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+            x = x.permute(2, 0, 1).float().div(255)[None]
+            size = (self.resolution, self.resolution)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            mean = torch.tensor(_MEAN, device=self.device).view(-1, 1, 1)
+            std = torch.tensor(_STD, device=self.device).view(-1, 1, 1)
+            x = (x - mean) / std
+        yield
+        trunk = model.image_encoder.trunk
+        with encoding(self.device, self.bf16):
+            x = trunk.patch_embed(x)  # (B, H, W, C)
+            x = x + trunk._get_pos_embed(x.shape[1:3])
+        yield
+        stage_outputs = []
+        last = trunk.stage_ends[-1]
+        for i, block in enumerate(trunk.blocks):
+            with encoding(self.device, self.bf16):
+                x = block(x)
+                if i == last or (i in trunk.stage_ends and trunk.return_interm_layers):
+                    stage_outputs.append(x.permute(0, 3, 1, 2))
+            yield
+        with encoding(self.device, self.bf16):
+            levels = self._neck(stage_outputs)
+        with encoding(self.device, self.bf16, autocast=False):
+            levels = levels[-model.num_feature_levels:]
+            image_embed = levels[-1].float()
+            if model.directly_add_no_mem_embed:
+                image_embed = image_embed + model.no_mem_embed.float().view(1, -1, 1, 1)
+            tensors = {"image_embed": image_embed.cpu().numpy()}
+            for i, level in enumerate(levels[:-1]):
+                tensors[f"high_res_{i}"] = level.float().cpu().numpy()
         return Embedding(self.model_id, (rgb.shape[0], rgb.shape[1]), tensors)
+
+    def _neck(self, stage_outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``ImageEncoder.forward`` after the trunk, then ``forward_image``'s projections.
+
+        Returns the FPN levels, high resolution first (``backbone_fpn``).
+        """
+        model, encoder = self.model, self.model.image_encoder
+        features, _ = encoder.neck(stage_outputs)  # also computes the position encodings
+        if encoder.scalp > 0:
+            features = features[:-encoder.scalp]
+        features = list(features)
+        if model.use_high_res_features_in_sam:  # projected once here, not on every click
+            features[0] = model.sam_mask_decoder.conv_s0(features[0])
+            features[1] = model.sam_mask_decoder.conv_s1(features[1])
+        return features
 
     def predict(
         self,

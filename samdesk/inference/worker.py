@@ -14,11 +14,20 @@ steps: at once with every score and logit and each object's best candidate
 upsampled (the mask the window draws), then, one candidate per job while no
 newer request waits, with the other candidates' masks (for Tab). A newer
 prediction or focus drops the candidates not yet upsampled.
+
+An encode job runs an engine's ``embed_steps`` (SAM, SAM 2) chunk by chunk;
+between chunks the worker runs the predictions and text detections whose
+embedding is at hand (:meth:`RequestQueue.take_ready`), so a click on an
+encoded image waits for one encoder block, not a whole background encode.
+Model changes, other encodes and candidate upsampling wait for the encode to
+end. Prefetch encodes start only once the person has not clicked or changed
+image for :data:`PREFETCH_SETTLE_S`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +66,13 @@ log = logging.getLogger(__name__)
 ModelLoader = Callable[[str, Path | None, str], Any]
 ImageLoader = Callable[[Path], np.ndarray]
 
+PREFETCH_SETTLE_S = 0.08
+"""Seconds without a prediction, detection or focus before a prefetch encode starts."""
+
+
+class _Stopped(Exception):
+    """The queue closed during an encode (the client is stopping): nothing is cached."""
+
 
 class InferenceWorker(QObject):
     """Runs jobs from a :class:`RequestQueue` on the thread it was moved to.
@@ -85,6 +101,7 @@ class InferenceWorker(QObject):
         super().__init__()
         self._queue, self._cache = queue, cache
         self._loader, self._image_loader = loader, image_loader
+        queue.prefetch_settle_s = PREFETCH_SETTLE_S
         self._segmenter: Any = None
         self._segmenter_key = ""
         self._detector: Any = None
@@ -96,6 +113,7 @@ class InferenceWorker(QObject):
         self.active = False  # a job is taken and running (read from other threads: a snapshot)
         self._worked = False  # a job ran since the last idle signal
         self._wake_pending = False
+        self._nested = False  # running ready work between the chunks of an encode
 
     @Slot()
     def wake(self) -> None:
@@ -105,6 +123,12 @@ class InferenceWorker(QObject):
         job = self._queue.take(self._ready)
         if job is None:
             self.active = False
+            held = self._queue.prefetch_wait()
+            if held is not None:  # a prefetch waits for the person to settle: come back
+                if not self._wake_pending:
+                    self._wake_pending = True
+                    QTimer.singleShot(max(1, math.ceil(held * 1000)), self.wake)
+                return
             if self._worked:
                 self._worked = False
                 if self.release_when_idle:
@@ -140,6 +164,8 @@ class InferenceWorker(QObject):
                 self._upsample(job)
             else:
                 self._detect(job)
+        except _Stopped:
+            return
         except Exception as exc:  # noqa: BLE001 - every failure goes back as a message
             if not isinstance(exc, SamdeskError):
                 log.exception("%s failed", doing)
@@ -163,8 +189,14 @@ class InferenceWorker(QObject):
         where = str(getattr(engine, "device", "cpu"))
         self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, where))
 
-    def _embedding(self, image: ImageRef, request_id: int) -> tuple[Embedding, str, float]:
-        """The segmenter's embedding of ``image``, its source and the encode seconds."""
+    def _embedding(
+        self, image: ImageRef, request_id: int, preempt: bool = False
+    ) -> tuple[Embedding, str, float]:
+        """The segmenter's embedding of ``image``, its source and the encode seconds.
+
+        ``preempt``: run ready work between the encoder's chunks (see
+        :meth:`_compute`); the seconds count the encoder only.
+        """
         if self._segmenter is None:
             raise EngineError("model: no segmentation model is loaded; choose one first")
         last = self._last
@@ -175,12 +207,57 @@ class InferenceWorker(QObject):
         if found is None:
             self.embedding_state.emit(EmbeddingState(image.key, "computing", request_id))
             start = time.perf_counter()
-            embedding = self._segmenter.embed(self._decode(image))
-            seconds = time.perf_counter() - start
+            embedding, paused = self._compute(self._decode(image), preempt)
+            seconds = time.perf_counter() - start - paused
             self._cache.put(self._segmenter_key, image.key, embedding)
             found = (embedding, "computed")
         self._last = (self._segmenter_key, image.key, found[0])
         return found[0], found[1], seconds
+
+    def _compute(self, rgb: np.ndarray, preempt: bool) -> tuple[Embedding, float]:
+        """Encode ``rgb``; the embedding and the seconds spent on other work meanwhile.
+
+        With ``preempt`` and an engine that has ``embed_steps``, ready
+        predictions and detections run between its chunks; a closed queue
+        stops the encode (:class:`_Stopped`). Other engines (GrabCut) encode
+        in one piece.
+        """
+        steps = getattr(self._segmenter, "embed_steps", None)
+        if not preempt or steps is None:
+            return self._segmenter.embed(rgb), 0.0
+        chunks = steps(rgb)
+        paused = 0.0
+        try:
+            while True:
+                if self._queue.closed:
+                    raise _Stopped
+                paused += self._run_ready()  # clicks made meanwhile (first: while decoding)
+                try:
+                    next(chunks)
+                except StopIteration as done:
+                    return done.value, paused
+        finally:
+            chunks.close()
+
+    def _run_ready(self) -> float:
+        """Run the work :meth:`RequestQueue.take_ready` hands out; the seconds it took.
+
+        Each job's failure goes back as its own :class:`Failure` (``_run``);
+        ``_last`` and ``_rgb`` stay keyed by their image, so the encode that
+        resumes afterwards is unaffected.
+        """
+        job = self._queue.take_ready(self._ready)
+        if job is None:
+            return 0.0
+        start = time.perf_counter()
+        self._nested = True
+        try:
+            while job is not None:
+                self._run(job)
+                job = self._queue.take_ready(self._ready)
+        finally:
+            self._nested = False
+        return time.perf_counter() - start
 
     def _decode(self, image: ImageRef) -> np.ndarray:
         if self._rgb is None or self._rgb[0] != image.key:
@@ -189,7 +266,7 @@ class InferenceWorker(QObject):
         return self._rgb[1]
 
     def _encode(self, job: Encode) -> None:
-        _, source, seconds = self._embedding(job.image, job.request_id)
+        _, source, seconds = self._embedding(job.image, job.request_id, not self._nested)
         state = EmbeddingState(job.image.key, "ready", job.request_id, source, seconds)
         self.embedding_state.emit(state)
         if job.reason == "prefetch":
