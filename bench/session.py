@@ -8,14 +8,20 @@ and ``prefetch`` of the next two images, as the window does), click at once
 until 1.2x one encode has passed since arriving. Meanwhile the worker encodes
 the next images in the background.
 
-The "mask" waited for is the client's first ``predicted`` answer: the shown
-candidate, what the window draws (SAM and SAM 2 upsample the other candidates
-afterwards, for Tab, as low-priority worker jobs a newer click supersedes).
+"One encode" is what a person waits for on an image nothing has encoded: the
+worker's time from ``focus`` to the embedding being ready, reading and
+decoding the JPEG file included (``encode_ms``, the median of a few images,
+timed before the session through the same client); ``encoder_only_ms`` is
+``engine.embed`` alone on a decoded image, for comparison. The "mask" waited
+for is the client's first ``predicted`` answer to a click from a window that
+shows the photo fitted in 1600 x 1000 (``bench.click.SCREEN``): the shown
+candidate's preview, what the window draws first (its full-resolution mask
+and the other candidates follow as worker jobs a newer click supersedes).
 
-- ``session.next_image``: arrival -> first mask, as a fraction of one encode
-  (``engine.embed`` timed before the session); target 5%. The first images
-  wait: image 1 is encoded on arrival, so the prefetch starts one encode late
-  and, with 0.2 encode of slack per image, catches up after about 5 images. ``click_idle_ms``
+- ``session.next_image``: arrival -> first mask, as a fraction of one encode;
+  target 5%. The first images wait: image 1 is encoded on arrival, so the
+  prefetch starts one encode late and catches up by the slack of each image
+  (0.2 encode less the clicks' decodes). ``click_idle_ms``
   is a click on an encoded image with the worker idle (the decode alone,
   through the worker); ``embedding_wait`` = first mask - idle click, the part
   of the wait that came from the embedding not being ready.
@@ -46,6 +52,7 @@ HEIGHT, WIDTH = 3000, 4000
 DWELL = 1.2  # encodes spent on each image
 PREFETCH_AHEAD = 2  # as samdesk.views.session does
 TIMEOUT_S = 600.0
+SCREEN = (1000, 1333)  # as bench.click: the photo fitted in a 1600 x 1000 canvas
 INTO_ENCODE = (0.2, 0.4, 0.6, 0.8)  # where in a background encode the click comes
 
 
@@ -98,7 +105,7 @@ class Script:
 
     def click(self, image: Any, prompts: Any, start: float) -> float:
         """Ask for a mask and wait for it; seconds from ``start`` to the mask."""
-        request = self.client.predict(image, prompts)
+        request = self.client.predict(image, prompts, preview=SCREEN)
         wait_until(lambda: request in self.results or bool(self.failures))
         if self.failures:
             raise RuntimeError(f"inference failed: {self.failures[0]}")
@@ -149,6 +156,26 @@ def encode_seconds(checkpoint: Path, path: Path, times: int) -> float:
     return median(seconds)
 
 
+def cold_encode_seconds(client: Any, refs: list[Any]) -> float:
+    """Median seconds from ``focus`` on each never-encoded image to its embedding ready."""
+    ready: dict[str, float] = {}
+
+    def on_state(state: Any) -> None:
+        if state.status == "ready":
+            ready.setdefault(state.image_key, time.perf_counter())
+
+    client.embedding_state.connect(on_state)
+    seconds = []
+    for ref in refs:
+        wait_until(client.is_idle)
+        start = time.perf_counter()
+        client.focus(ref)
+        wait_until(lambda key=ref.key: key in ready)
+        seconds.append(ready[ref.key] - start)
+    client.embedding_state.disconnect(on_state)
+    return median(seconds)
+
+
 def _client(cache_folder: Path, checkpoint: Path) -> Any:
     from samdesk.inference.cache import EmbeddingCache
     from samdesk.inference.client import InferenceClient
@@ -172,10 +199,17 @@ def run(quick: bool, emit: Emit) -> None:
     prompts = prompt_case("one_point", HEIGHT, WIDTH)
     with scratch("session") as folder:
         trials = INTO_ENCODE[1::2] if quick else INTO_ENCODE
-        paths = write_images(folder, count + 1 + len(trials))
-        encode_s = encode_seconds(checkpoint, paths[count], 2 if quick else 3)
+        cold = 2 if quick else 3
+        paths = write_images(folder, count + 1 + len(trials) + cold)
+        encoder_s = encode_seconds(checkpoint, paths[count], 2 if quick else 3)
         refs = [ImageRef.from_path(p) for p in paths[:count]]
         cache = folder / "cache"
+        client = _client(folder / "cold-cache", checkpoint)
+        try:
+            encode_s = cold_encode_seconds(client, [ImageRef.from_path(p)
+                                                    for p in paths[-cold:]])
+        finally:
+            client.stop()
 
         client = _client(cache, checkpoint)
         script = Script(client)
@@ -190,7 +224,7 @@ def run(quick: bool, emit: Emit) -> None:
             idle = median(script.idle_clicks(refs[-1], prompts, 3 if quick else 5))
         finally:
             client.stop()
-        emit(_line("session.next_image", firsts, idle, encode_s, 0.05,
+        emit(_line("session.next_image", firsts, idle, encode_s, 0.05, encoder_s,
                    "arrival -> first mask / one encode; image 1 has nothing prefetched"))
         emit(Result("session.click_after_arrival", {
             "click_idle_ms": round(1000 * idle, 1),
@@ -209,12 +243,12 @@ def run(quick: bool, emit: Emit) -> None:
                 firsts.append(script.arrive(ref, [], prompts)[1])
         finally:
             client.stop()
-        emit(_line("session.revisit_disk", firsts, idle, encode_s, 0.02,
+        emit(_line("session.revisit_disk", firsts, idle, encode_s, 0.02, encoder_s,
                    "new client, embeddings from the disk cache; arrival -> first mask"))
 
         client = _client(cache, checkpoint)
         try:
-            waits = clicks_during_prefetch(Script(client), refs[0], paths[count + 1:], trials,
+            waits = clicks_during_prefetch(Script(client), refs[0], paths[count + 1:-cold], trials,
                                            encode_s, prompts)
         finally:
             client.stop()
@@ -249,11 +283,12 @@ def clicks_during_prefetch(script: Script, encoded: Any, fresh: list[Path],
 
 
 def _line(name: str, firsts: list[float], idle_click: float, encode_s: float,
-          target: float, note: str) -> Result:
+          target: float, encoder_s: float, note: str) -> Result:
     wait = max(0.0, statistics.median(firsts) - idle_click)
     figures = {
         "images": len(firsts),
         "encode_ms": round(1000 * encode_s, 1),
+        "encoder_only_ms": round(1000 * encoder_s, 1),
         "first_mask_ms_median": round(1000 * statistics.median(firsts), 1),
         "first_mask_ms_max": round(1000 * max(firsts), 1),
         "click_idle_ms": round(1000 * idle_click, 1),
