@@ -12,6 +12,7 @@ import operator
 import os
 import re
 from collections.abc import Iterable
+from itertools import compress, repeat
 from pathlib import Path
 
 from samdesk.errors import ImageReadError
@@ -22,10 +23,17 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 """Lower-case suffixes (with the dot) of the files a project lists as images."""
 
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
-_ZERO_PAD = operator.methodcaller("zfill", 32)
+_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+_PAD_WIDTH = 32
+"""Digit runs are compared as if zero-padded to this many places (longer runs as they are)."""
 _HASH_CHUNK = 1 << 20
 _KEY_END = "\0"
 """Ends the key part of :func:`natural_key`: below every character the key part holds."""
+_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS, key=lambda ext: (ext not in (".jpg", ".png"), ext)))
+""":data:`IMAGE_EXTENSIONS`, the most common first (``str.endswith`` tries them in order)."""
+_SUFFIXES_AS_TYPED = tuple(case for ext in _SUFFIXES for case in (ext, ext.upper()))
+""":data:`_SUFFIXES` in lower and in upper case: most folders spell every suffix so."""
+_NAME = operator.attrgetter("name")
 
 
 def is_image_name(name: str) -> bool:
@@ -34,19 +42,75 @@ def is_image_name(name: str) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
-def _key_part(text: str) -> str:
-    """``text`` casefolded, digit runs zero-padded to 32 places, ``/`` the lowest character.
+def image_names(names: list[str]) -> list[str]:
+    """The names of image files among ``names`` (one folder's file names), in their order.
+
+    Those :func:`is_image_name` accepts that do not start with ``.`` (hidden
+    files: ``._IMG_1.jpg`` is a macOS resource fork, not an image). Made by
+    C-level passes, with no Python code run per name: lower-casing keeps
+    every ``.`` and makes one only from a ``.``, so a lower-cased name ends
+    with a suffix exactly when its last ``.`` starts that suffix. Names that
+    end with a suffix in lower or upper case (most, in most folders) are not
+    lower-cased at all.
+    """
+    flags = list(map(str.endswith, names, repeat(_SUFFIXES_AS_TYPED)))
+    others = flags.count(False)
+    if others > len(names) // 8:  # many other files: lower-case every name
+        flags = list(map(str.endswith, map(str.lower, names), repeat(_SUFFIXES)))
+    else:  # the usual big folder: a few names to look at again, found by C-level searches
+        k = -1
+        for _ in range(others):
+            k = flags.index(False, k + 1)
+            flags[k] = names[k].lower().endswith(_SUFFIXES)
+    found = list(compress(names, flags))
+    if "\0." in "\0" + "\0".join(found):  # one search instead of a call per name
+        found = [name for name in found if name[0] != "."]
+    return found
+
+
+def _key_part(text: str, width: int = _PAD_WIDTH) -> str:
+    """``text`` casefolded, digit runs zero-padded, ``/`` the lowest character.
 
     ``/`` becomes ``"\\1\\1"`` and a literal ``"\\1"`` becomes ``"\\1\\2"``: the order is
     that of "``/`` below everything", while ``"\\0"`` (passed through unchanged)
     stays free to end a key part or to join many texts.
+
+    Digit runs are padded to ``width`` places; ``width=0`` pads them to the
+    longest run in ``text`` (at most :data:`_PAD_WIDTH`), which orders keys
+    made together exactly as padding to :data:`_PAD_WIDTH` does: runs no
+    longer than the width compare by value either way, a run against any
+    other character compares like any digit, and equal runs stay equal, so
+    the first difference between two keys decides the same way. The keys are
+    shorter, so quicker to build and to sort, and when every run has the
+    same length (``IMG_0001`` ... ``IMG_9999``) there is nothing to pad.
     """
     folded = text.casefold()
     if "\1" in folded:
         folded = folded.replace("\1", "\1\2")
-    parts = _DIGIT_RUNS.split(folded.replace("/", "\1\1"))
-    parts[1::2] = map(_ZERO_PAD, parts[1::2])
+    folded = folded.replace("/", "\1\1")
+    if not width and _runs_of_one_length(folded):
+        return folded
+    parts = _DIGIT_RUNS.split(folded)
+    runs = parts[1::2]
+    if runs:
+        if not width:
+            width = min(max(map(len, runs)), _PAD_WIDTH)
+        parts[1::2] = map(str.zfill, runs, repeat(width))
     return "".join(parts)
+
+
+def _runs_of_one_length(text: str) -> bool:
+    """True when every run of digits in ``text`` has the same length (or there is none).
+
+    A few C-level passes: with every digit turned into ``0``, no run is longer
+    than the first one, and removing runs of its length leaves no digit.
+    """
+    first = _DIGIT_RUNS.search(text)
+    if first is None:
+        return True
+    run = "0" * len(first.group())
+    shape = text.translate(_DIGITS_TO_ZERO)
+    return run + "0" not in shape and "0" not in shape.replace(run, "")
 
 
 def natural_key(text: str) -> str:
@@ -65,17 +129,52 @@ def natural_sorted(paths: Iterable[str]) -> list[str]:
     """``sorted(paths, key=natural_key)``, with the keys made for all paths at once.
 
     File paths never hold ``\\0``, so the paths are joined by it and the key
-    parts made in a few passes over one long string; text that does hold
-    ``\\0`` is sorted one key at a time (same order).
+    parts made in a few passes over one long string, digit runs padded only
+    to the longest run present (same order, see :func:`_key_part`); text
+    that does hold ``\\0`` is sorted one key at a time (same order).
     """
     items = list(paths)
     joined = _KEY_END.join(items)
     if len(items) < 2 or joined.count(_KEY_END) != len(items) - 1:
         return sorted(items, key=natural_key)
-    keys = _key_part(joined).split(_KEY_END)
+    keys = _key_part(joined, width=0).split(_KEY_END)
     tagged = list(map(_KEY_END.join, zip(keys, items, strict=True)))  # natural_key of each
     tagged.sort()
     return _KEY_END.join(tagged).split(_KEY_END)[1::2]
+
+
+def _folder_entries(entries: list[os.DirEntry[str]]) -> tuple[list[str], list[os.DirEntry[str]]]:
+    """The image names and the subfolders, hidden ones left out, among one folder's entries.
+
+    Symbolic links count as what they point to. The entries are filtered by
+    C-level calls (their types come with the listing); if one cannot be
+    looked at, they are looked at one by one and that one is left out.
+    """
+    try:
+        files = list(filter(os.DirEntry.is_file, entries))
+        folders = [] if len(files) == len(entries) else [
+            entry for entry in filter(os.DirEntry.is_dir, entries) if entry.name[0] != "."]
+    except OSError:
+        return _folder_entries_one_by_one(entries)
+    return image_names(list(map(_NAME, files))), folders
+
+
+def _folder_entries_one_by_one(
+        entries: list[os.DirEntry[str]]) -> tuple[list[str], list[os.DirEntry[str]]]:
+    names: list[str] = []
+    folders: list[os.DirEntry[str]] = []
+    for entry in entries:
+        name = entry.name
+        if name[0] == ".":
+            continue
+        try:
+            if is_image_name(name) and entry.is_file():
+                names.append(name)
+            elif entry.is_dir():
+                folders.append(entry)
+        except OSError:
+            continue  # a link that cannot be followed, a file removed while listing
+    return names, folders
 
 
 def scan_images(folder: str | os.PathLike[str]) -> list[str]:
@@ -85,9 +184,8 @@ def scan_images(folder: str | os.PathLike[str]) -> list[str]:
     """
     root = os.fspath(folder)
     found: list[str] = []
-    seen: set[tuple[int, int]] = set()
     root_stat = os.stat(root)
-    seen.add((root_stat.st_dev, root_stat.st_ino))
+    seen = {(root_stat.st_dev, root_stat.st_ino)}
     stack: list[tuple[str, str]] = [(root, "")]
     while stack:
         directory, prefix = stack.pop()
@@ -98,25 +196,17 @@ def scan_images(folder: str | os.PathLike[str]) -> list[str]:
             if not prefix:
                 raise
             continue
-        names = found if not prefix else []
-        for entry in entries:
-            name = entry.name
-            if name[0] == ".":
-                continue
+        names, folders = _folder_entries(entries)
+        found.extend(map(prefix.__add__, names) if prefix else names)
+        for entry in folders:
             try:
-                dot = name.rfind(".")
-                if dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS and entry.is_file():
-                    names.append(name)
-                elif entry.is_dir():
-                    st = entry.stat()
-                    ident = (st.st_dev, st.st_ino)
-                    if ident not in seen:
-                        seen.add(ident)
-                        stack.append((entry.path, prefix + name + "/"))
+                st = entry.stat()
             except OSError:
-                continue  # a dangling link or a file removed while listing
-        if prefix:
-            found.extend(map(prefix.__add__, names))
+                continue  # removed while listing
+            ident = (st.st_dev, st.st_ino)
+            if ident not in seen:
+                seen.add(ident)
+                stack.append((entry.path, f"{prefix}{entry.name}/"))
     return found
 
 

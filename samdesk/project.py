@@ -24,7 +24,7 @@ from samdesk.errors import ImageReadError, ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
 from samdesk.project_scan import ImageListing
-from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store
+from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store, use_wal
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,13 @@ class Project(ImageListing, LabelsAndLayers):
             lock.release()
             raise
         project = cls(folder, conn, lock, location.db_path, location.note, False)
-        if scan:
-            project.rescan()
+        try:
+            if scan:
+                project.rescan()
+            use_wal(conn)  # a new store writes its first scan with a rollback journal
+        except BaseException:
+            project.close()
+            raise
         return project
 
     def close(self) -> None:

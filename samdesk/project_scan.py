@@ -2,23 +2,34 @@
 
 A mixin of :class:`samdesk.project.Project`; it relies on the project's
 connection, lock and ``_emit``. Opening a folder of 100,000 images is one
-``scandir`` walk, one natural sort, one insert statement and one read, so it
-costs a few times a bare ``os.scandir`` walk (``bench/folder.py``):
+``scandir`` walk, one read of the store and, for a folder seen for the first
+time, one natural sort and one insert statement, so it costs a few times a
+bare ``os.scandir`` walk (``bench/folder.py``):
 
-* a reopen that finds the files the last scan recorded, still in the order it
-  wrote them, sorts and writes nothing (:func:`storage.listing_unchanged`);
+* the store is read on a thread while the folder is listed: every column
+  of the listed images in one statement (SQLite lets go of the GIL, so the
+  read overlaps with the listing). When the files found are the ones the
+  last scan recorded, still in the order it wrote them
+  (:func:`storage.listing_matches`), nothing is sorted or written and the
+  image list is built from that same read;
+* a first scan (no images stored yet) adds its rows with one statement in
+  one transaction (a new store with a rollback journal, then WAL: see
+  :func:`storage.connect`), on a thread while the image list is built from
+  the listing; :meth:`rescan` returns when both are done;
 * :meth:`images` keeps the list it last built and hands out copies until the
   database changes (any write through this connection, or a commit by
-  another, as seen by ``PRAGMA data_version``); the first scan of a folder
-  builds that list from the listing itself.
+  another, as seen by ``PRAGMA data_version``).
 """
 
 from __future__ import annotations
 
+import functools
+import gc
+import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from samdesk import imagefiles, rows, storage
 from samdesk.annotations import ImageRecord, ImageStatus
@@ -26,8 +37,58 @@ from samdesk.annotations import ImageRecord, ImageStatus
 if TYPE_CHECKING:
     from pathlib import Path
 
+T = TypeVar("T")
 Stamp = tuple[int, int]
 """``(total_changes, data_version)``: equal stamps mean an unchanged database."""
+
+_LISTED = ("FROM images i WHERE (i.missing=0 OR EXISTS "
+           "(SELECT 1 FROM annotations a WHERE a.image_id=i.id))")
+"""The images the list shows: present files, and missing ones that still have masks."""
+_ARRAYS = rows.IMAGE_COLUMNS_JSON.count("json_group_array(")
+"""How many columns :data:`rows.IMAGE_COLUMNS_JSON` has."""
+
+
+def _stamp_of(conn: sqlite3.Connection) -> Stamp:
+    version = conn.execute("PRAGMA data_version").fetchone()[0]
+    return conn.total_changes, int(version)
+
+
+class _Background(Generic[T]):
+    """``call()`` run on a thread of its own, started at once; :meth:`result` waits for it.
+
+    For work that spends its time inside SQLite, which lets go of the GIL
+    meanwhile, so that it overlaps with Python work on the calling thread.
+    The caller holds the project's lock and leaves the connection to this
+    thread until it has waited for it.
+    """
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._call = call
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="samdesk-scan")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # raised again by result(), on the caller's thread
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class Unchanged(NamedTuple):
+    """A rescan found what the store holds; ``hashed``: some image has a content hash."""
+
+    hashed: bool
 
 
 class ImageListing:
@@ -46,42 +107,118 @@ class ImageListing:
         kept), every present file takes its place in natural order, and files
         that changed since they were first read are flagged.
         """
-        listed = imagefiles.scan_images(self.folder)
         with self._mutex, rows.gc_paused():
-            if storage.listing_unchanged(self._conn, listed):
-                self._check_changed_files()
+            stored = _Background(self._read_listed)  # read the store while the folder is listed
+            try:
+                scanned = imagefiles.scan_images(self.folder)
+            finally:
+                stored.wait()
+            unchanged = self._keep_if_unchanged(*stored.result(), scanned)
+            if unchanged is not None:
+                if unchanged.hashed:
+                    self._check_changed_files()
                 return 0
-            listed = imagefiles.natural_sorted(listed)
+            listed = imagefiles.natural_sorted(scanned)
             known = {path: (image_id, position, missing) for image_id, path, position, missing
                      in self._tuples("SELECT id, path, position, missing FROM images")}
-            new_slots: list[str | None] = listed  # listed paths not stored yet; None where stored
-            moved = []
-            if known:
-                new_slots = []
-                for position, path in enumerate(listed):
-                    old = known.get(path)
-                    new_slots.append(path if old is None else None)
-                    if old is not None and (old[1] != position or old[2]):
-                        moved.append((position, old[0]))
-            gone = known.keys() - set(listed)
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                first_id = storage.insert_images(self._conn, new_slots)
-                self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
-                self._conn.executemany("UPDATE images SET missing=1 WHERE id=?",
-                                       [(known[p][0],) for p in gone if not known[p][2]])
-                storage.record_listing(self._conn, listed)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            if not known:  # a first scan: the list is the listing, numbered from first_id
-                self._image_list = (self._stamp(), rows.new_image_records(first_id, listed))
-            self._check_changed_files()
-        added = len(new_slots) - new_slots.count(None)
+            if not known:
+                self._record_first_scan(listed, scanned)
+                added, gone = len(listed), False
+            else:
+                added, gone = self._update_listing(known, listed, scanned)
+                self._check_changed_files()
         if added or gone:
             self._emit({"images"}, set())
         return added
+
+    def _record_first_scan(self, listed: list[str], scanned: list[str]) -> None:
+        """Store ``listed`` (natural order) as the images of a project that has none yet.
+
+        One transaction: a crash before its commit leaves no rows. A thread
+        runs the insert statement (SQLite work only) while the image list is
+        built here from the listing; a new store then turns to WAL mode.
+        """
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            new = storage.new_images(conn, listed)
+            insert = _Background(functools.partial(storage.insert_new_images, conn, new))
+            try:
+                records = rows.new_image_records(new.first_id, listed)
+                gc.collect(0)  # the next collection would walk the new records: do it now
+                digests = storage.listing_digests(listed, scanned)
+            finally:
+                insert.wait()
+            insert.result()
+            storage.record_listing(conn, digests)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        storage.use_wal(conn)  # after the stamp-changing switch, the list is current
+        self._image_list = (self._stamp(), records)
+
+    def _update_listing(self, known: dict[str, tuple[int, int, int]], listed: list[str],
+                        scanned: list[str]) -> tuple[int, bool]:
+        """Write a rescan's changes to the stored images; returns (new, any gone)."""
+        new_slots: list[str | None] = []  # listed paths not stored yet; None where stored
+        moved = []
+        for position, path in enumerate(listed):
+            old = known.get(path)
+            new_slots.append(path if old is None else None)
+            if old is not None and (old[1] != position or old[2]):
+                moved.append((position, old[0]))
+        gone = known.keys() - set(listed)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            storage.insert_images(self._conn, new_slots)
+            self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
+            self._conn.executemany("UPDATE images SET missing=1 WHERE id=?",
+                                   [(known[p][0],) for p in gone if not known[p][2]])
+            storage.record_listing(self._conn, storage.listing_digests(listed, scanned))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return len(new_slots) - new_slots.count(None), bool(gone)
+
+    def _read_listed(self) -> tuple[Stamp | None, tuple[Any, ...] | None]:
+        """The stamp, then every column of the listed images as JSON arrays (None without JSON).
+
+        The row is :data:`rows.IMAGE_COLUMNS_JSON`, then how many of the
+        images are missing, then the recorded :data:`storage.LISTING_DIGESTS_SQL`.
+        """
+        conn = self._conn
+        stamp = None if conn.in_transaction else _stamp_of(conn)
+        try:
+            return stamp, conn.execute(f"SELECT {rows.IMAGE_COLUMNS_JSON}, total(i.missing), "
+                                       f"{storage.LISTING_DIGESTS_SQL} {_LISTED}").fetchone()
+        except sqlite3.OperationalError:  # an SQLite built without JSON functions
+            return stamp, None
+
+    def _keep_if_unchanged(self, stamp: Stamp | None, found: tuple[Any, ...] | None,
+                           listed: list[str]) -> Unchanged | None:
+        """Whether the stored images are ``listed`` as the last scan wrote them; None if not.
+
+        ``found`` is what :meth:`_read_listed` read; when it matches, the image
+        list is built from it and kept, so :meth:`images` reads nothing more.
+        Missing images kept for their masks, or an SQLite without JSON
+        functions, take :func:`storage.listing_unchanged`.
+        """
+        if found is None or found[_ARRAYS]:  # missing images are listed: compare present ones
+            if storage.listing_unchanged(self._conn, listed):
+                return Unchanged(hashed=True)
+            return None
+        paths, positions = json.loads(found[1]), json.loads(found[_ARRAYS - 1])
+        if not storage.listing_matches(paths, positions, found[_ARRAYS + 1:], listed):
+            return None  # the other columns are not even parsed
+        columns = [paths if k == 1 else positions if k == _ARRAYS - 1 else json.loads(text)
+                   for k, text in enumerate(found[:_ARRAYS])]
+        if stamp is not None:
+            self._image_list = (stamp, rows.image_records_from_columns(columns,
+                                                                       self._mask_counts()))
+        return Unchanged(hashed=columns[4].count(None) < len(columns[4]))
 
     def _tuples(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` as plain tuples (several times cheaper than ``sqlite3.Row``)."""
@@ -90,8 +227,11 @@ class ImageListing:
         return cursor.execute(sql, params).fetchall()
 
     def _stamp(self) -> Stamp:
-        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        return self._conn.total_changes, int(version)
+        return _stamp_of(self._conn)
+
+    def _mask_counts(self) -> dict[int, int]:
+        """How many masks each image with any has, by image id."""
+        return dict(self._tuples("SELECT image_id, COUNT(*) FROM annotations GROUP BY image_id"))
 
     def _check_changed_files(self) -> None:
         """Flag images whose file differs from the one first read (size, time, then hash)."""
@@ -135,15 +275,13 @@ class ImageListing:
         stamp = None if in_transaction else self._stamp()
         if stamp is not None and self._image_list is not None and self._image_list[0] == stamp:
             return self._image_list[1]
-        where = ("FROM images i WHERE (i.missing=0 OR EXISTS "
-                 "(SELECT 1 FROM annotations a WHERE a.image_id=i.id))")
         with rows.gc_paused():
-            counts = dict(self._tuples(
-                "SELECT image_id, COUNT(*) FROM annotations GROUP BY image_id"))
+            counts = self._mask_counts()
             try:
-                arrays = self._conn.execute(f"SELECT {rows.IMAGE_COLUMNS_JSON} {where}").fetchone()
+                sql = f"SELECT {rows.IMAGE_COLUMNS_JSON} {_LISTED}"
+                arrays = self._conn.execute(sql).fetchone()
             except sqlite3.OperationalError:  # an SQLite built without JSON functions
-                found = self._tuples(f"SELECT {rows.IMAGE_COLUMNS} {where} "
+                found = self._tuples(f"SELECT {rows.IMAGE_COLUMNS} {_LISTED} "
                                      "ORDER BY i.position, i.id")
                 records = rows.image_records(found, counts)
             else:

@@ -78,10 +78,19 @@ def image_records_from_json(arrays: tuple[str, ...], counts: dict[int, int]) -> 
 
     The same records as :func:`image_records`; each column comes out of
     SQLite as one JSON text and is parsed in C, which is about twice as fast
-    as fetching the rows as tuples. The rows may come in any order: they are
-    put in position order here (no work when they already are).
+    as fetching the rows as tuples.
     """
-    columns: list[Any] = list(map(json.loads, arrays))
+    return image_records_from_columns(list(map(json.loads, arrays)), counts)
+
+
+def image_records_from_columns(columns: list[list[Any]],
+                               counts: dict[int, int]) -> list[ImageRecord]:
+    """Records from the parsed columns of :data:`IMAGE_COLUMNS_JSON`, by position, then id.
+
+    The rows may come in any order: they are put in position order here (no
+    work when they already are). ``columns`` is not changed.
+    """
+    columns = list(columns)
     ids, positions = columns[0], columns.pop()
     count = len(ids)
     if count > 1 and not all(map(operator.lt, positions, islice(positions, 1, None))):

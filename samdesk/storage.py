@@ -2,7 +2,8 @@
 
 The database is ``FOLDER/.samdesk/project.sqlite`` in WAL mode with
 ``synchronous=FULL``: each edit is one committed transaction, so killing the
-process at any moment loses nothing that was committed. A folder that cannot
+process at any moment loses nothing that was committed (a new store writes
+its first scan with the rollback journal, as atomic, then turns to WAL). A folder that cannot
 be written keeps its database under the user data directory instead. One
 process at a time may write a project: the first holds an OS file lock and a
 second is refused with a message naming the holder's pid.
@@ -17,6 +18,7 @@ import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import platformdirs
 
@@ -176,14 +178,23 @@ else:
 
 
 def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
-    """Open (and create or migrate) the project database."""
+    """Open (and create or migrate) the project database.
+
+    An existing store is put in WAL mode at once. A new one keeps SQLite's
+    rollback journal until :func:`use_wal`, so that the first scan's rows
+    (100,000 for a big folder) are written once, to the database file, rather
+    than to the WAL and then copied into the file: equally atomic and durable
+    with ``synchronous=FULL``, and about half the bytes written and synced.
+    """
     try:
         if read_only:
             uri = db_path.resolve().as_uri() + "?mode=ro"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         else:
+            new = not db_path.exists()
             conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            if not new:
+                use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys=ON")
@@ -195,12 +206,16 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
         raise ProjectError(f"{db_path}: cannot open the project database ({exc})") from exc
 
 
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Put the store in WAL mode (it stays so): readers never wait for the writer."""
+    conn.execute("PRAGMA journal_mode=WAL")
+
+
 def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
-    conn.executescript(f"BEGIN;{SCHEMA}COMMIT;")
+    conn.executescript(f"BEGIN;{SCHEMA}INSERT OR IGNORE INTO meta "  # one commit for a new store
+                       f"VALUES ('schema_version', '{SCHEMA_VERSION}');COMMIT;")
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    if row is None:
-        conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif int(row[0]) > SCHEMA_VERSION:
+    if int(row[0]) > SCHEMA_VERSION:
         raise ProjectError(
             f"{db_path} was written by a newer samdesk (schema {row[0]}); please upgrade"
         )
@@ -208,6 +223,7 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
 
 # ------------------------------------------------------------- image listing
 _LISTING_KEY = "listing_digest"
+_SCAN_KEY = "scan_digest"
 _LISTING_VERSION = "natural-order-1\0"  # bump when the natural order changes
 
 
@@ -217,32 +233,71 @@ def _listing_digest(joined: str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def record_listing(conn: sqlite3.Connection, listed: list[str]) -> None:
+def _scan_digest(listing_digest: str, scanned: list[str]) -> str:
+    """Digest of the paths in the order the folder gave them, tied to ``listing_digest``.
+
+    Tied, so that it cannot vouch for a listing recorded later by a samdesk
+    that writes only the listing digest.
+    """
+    return _listing_digest(listing_digest + "\0" + "\0".join(scanned))
+
+
+def listing_digests(listed: list[str], scanned: list[str]) -> tuple[str, str]:
+    """What :func:`record_listing` stores for a scan that wrote ``listed`` (natural order).
+
+    ``scanned`` holds the same paths in the order the folder listing gave them.
+    """
+    digest = _listing_digest("\0".join(listed))
+    return digest, _scan_digest(digest, scanned)
+
+
+def record_listing(conn: sqlite3.Connection, digests: tuple[str, str]) -> None:
     """Remember the listing a scan just wrote (paths in natural order, positions 0..n-1).
 
-    Call inside the scan's transaction; :func:`listing_unchanged` checks against it.
+    ``digests`` come from :func:`listing_digests`. Call inside the scan's
+    transaction; :func:`listing_matches` checks against it.
     """
-    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                 (_LISTING_KEY, _listing_digest("\0".join(listed))))
+    conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                     zip((_LISTING_KEY, _SCAN_KEY), digests, strict=True))
+
+
+LISTING_DIGESTS_SQL = (f"(SELECT value FROM meta WHERE key='{_LISTING_KEY}'), "
+                       f"(SELECT value FROM meta WHERE key='{_SCAN_KEY}')")
+"""Two SQL columns: the digests :func:`record_listing` wrote, or NULLs."""
 
 
 def listing_unchanged(conn: sqlite3.Connection, listed: list[str]) -> bool:
     """True when a rescan finding ``listed`` (any order) would change nothing.
 
-    That is: the present images are exactly ``listed``, at positions
-    0..n-1, in the order the last scan recorded (its natural order). One
-    read of the paths and positions, no natural sort. False sends the caller
-    to the full comparison, so anything unusual (an older project with no
-    recorded listing, a position restored by undo) only costs time.
+    See :func:`listing_matches`. One read of the paths and positions, no
+    natural sort. False sends the caller to the full comparison, so anything
+    unusual (an older project with no recorded listing, a position restored
+    by undo) only costs time.
     """
     try:
-        paths_json, positions_json, digest = conn.execute(
+        paths_json, positions_json, *digests = conn.execute(
             "SELECT json_group_array(path), json_group_array(position), "
-            f"(SELECT value FROM meta WHERE key='{_LISTING_KEY}') FROM images WHERE missing=0"
+            f"{LISTING_DIGESTS_SQL} FROM images WHERE missing=0"
         ).fetchone()
     except sqlite3.OperationalError:  # an SQLite built without JSON functions
         return False
-    paths, positions = json.loads(paths_json), json.loads(positions_json)
+    return listing_matches(json.loads(paths_json), json.loads(positions_json),
+                           tuple(digests), listed)
+
+
+def listing_matches(paths: list[str], positions: list[int],
+                    digests: tuple[str | None, ...], listed: list[str]) -> bool:
+    """True when stored rows (``paths`` at ``positions``) are what a scan of ``listed`` writes.
+
+    ``paths`` and ``positions`` are the present (not missing) images' columns,
+    rows in any order; ``digests`` are the stored :data:`LISTING_DIGESTS_SQL`.
+    The rows must sit at positions 0..n-1 in the order the last scan
+    recorded (its natural order), and hold exactly the paths of ``listed``
+    (any order). A folder that lists its files in the same order as last
+    time (as an unchanged folder does on most file systems) is matched by
+    its scan digest; any other order by comparing the sets of paths.
+    """
+    digest, scan_digest = digests
     count = len(listed)
     if digest is None or len(paths) != count:
         return False
@@ -254,28 +309,69 @@ def listing_unchanged(conn: sqlite3.Connection, listed: list[str]) -> bool:
         paths = [paths[k] for k in order]
     if _listing_digest("\0".join(paths)) != digest:
         return False
+    if scan_digest is not None and _scan_digest(digest, listed) == scan_digest:
+        return True
     stored = set(paths)  # as many distinct paths as listed: equal sets if all listed are in
-    return len(stored) == count and all(map(stored.__contains__, listed))
+    return len(stored) == count and stored.issuperset(listed)
+
+
+_JSON_ESCAPED = bytes(range(0x20)) + b'"\\'
+"""The bytes that JSON writes escaped inside a string (UTF-8 never uses them otherwise)."""
+
+
+def _json_strings(texts: list[str]) -> str:
+    """``json.dumps(texts, ensure_ascii=False)``, made by one join when nothing needs escaping."""
+    joined = '","'.join(texts)
+    data = joined.encode("utf-8", "surrogatepass")
+    if len(data) - len(data.translate(None, _JSON_ESCAPED)) == 2 * max(len(texts) - 1, 0):
+        return f'["{joined}"]' if texts else "[]"
+    return json.dumps(texts, ensure_ascii=False)
+
+
+class NewImages(NamedTuple):
+    """Rows to add for ``paths`` (positions 0..n-1), ids from ``first_id`` on, as JSON text."""
+
+    first_id: int
+    paths: list[str]
+    paths_json: str
+
+
+def new_images(conn: sqlite3.Connection, paths: list[str]) -> NewImages:
+    """The rows :func:`insert_new_images` adds for ``paths``: the Python half of the work."""
+    first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM images").fetchone()[0])
+    return NewImages(first_id, paths, _json_strings(paths))
+
+
+def insert_new_images(conn: sqlite3.Connection, new: NewImages) -> None:
+    """Insert ``new`` in one statement over its JSON array: the SQLite half, no Python per row.
+
+    About twice as fast as ``executemany`` for 100,000 rows, which it falls
+    back to where SQLite has no JSON functions.
+    """
+    try:
+        conn.execute("INSERT INTO images (id, path, position) "
+                     "SELECT ? + key, value, key FROM json_each(?)",
+                     (new.first_id, new.paths_json))
+    except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
+        if "json_each" not in str(exc):
+            raise
+        conn.executemany("INSERT INTO images (id, path, position) VALUES (?, ?, ?)",
+                         zip(range(new.first_id, new.first_id + len(new.paths)), new.paths,
+                             range(len(new.paths)), strict=True))
 
 
 def insert_images(conn: sqlite3.Connection, slots: list[str | None]) -> int:
     """Insert a row for each path in ``slots`` at its index as position, skipping ``None``.
 
     New rows take consecutive ids from one past the largest, in ``slots``
-    order; returns the first. A first scan (no ``None``) is one statement over
-    a JSON array, about twice as fast as ``executemany`` for 100,000 rows.
+    order; returns the first.
     """
-    first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM images").fetchone()[0])
     if None not in slots:
-        try:
-            conn.execute("INSERT INTO images (id, path, position) "
-                         "SELECT ? + key, value, key FROM json_each(?)",
-                         (first_id, json.dumps(slots, ensure_ascii=False)))
-            return first_id
-        except sqlite3.OperationalError as exc:  # an SQLite built without JSON functions
-            if "json_each" not in str(exc):
-                raise
-    new = [(path, position) for position, path in enumerate(slots) if path is not None]
+        new = new_images(conn, slots)  # type: ignore[arg-type]
+        insert_new_images(conn, new)
+        return new.first_id
+    first_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM images").fetchone()[0])
+    added = [(path, position) for position, path in enumerate(slots) if path is not None]
     conn.executemany("INSERT INTO images (id, path, position) VALUES (?, ?, ?)",
-                     [(first_id + k, path, position) for k, (path, position) in enumerate(new)])
+                     [(first_id + k, path, position) for k, (path, position) in enumerate(added)])
     return first_id
