@@ -257,3 +257,35 @@ def test_queue_holds_prefetch_until_the_person_settles() -> None:
     job = queue.take(lambda key: True)
     assert isinstance(job, Encode) and job.reason == "prefetch"
     assert queue.prefetch_wait() is None  # nothing left to prefetch
+
+
+def test_a_previewed_click_gets_its_full_mask_while_the_encode_is_held(
+    session: Session, tmp_path: Path
+) -> None:
+    """The window draws a preview first; the mask that replaces it (and that Enter
+    saves) must not wait for the rest of a background encode either."""
+    from samdesk.inference.requests import CandidateMasks
+
+    big = scene(tmp_path / "big.png", 600, 800, 7)[0]  # previewed at a quarter of its pixels
+    a, b, _ = session.refs
+    engine = session.engine
+    assert engine is not None
+    session.focus_and_wait(big)
+    full: list[CandidateMasks] = []
+    session.client.candidates.connect(full.append)
+    session.client.prefetch([b])
+    session.until(engine.encoding.is_set)
+
+    prompts = Prompts(points=(Point(400, 300),))
+    request = session.client.predict(big, prompts, preview=(300, 400))
+    session.until(lambda: any(r.request_id == request for r in session.predicted))
+    result = next(r for r in session.predicted if r.request_id == request)
+    [(key, preview)] = result.previews.items()
+    assert preview.shape == (300, 400) and not result.masks
+    session.until(lambda: any(key in update.masks for update in full))
+    assert not engine.gate.is_set() and SIZES[1] not in engine.encoded  # B still held open
+    embedding = session.cache.get(session.key, big.key)
+    assert embedding is not None
+    expected = engine.inner.predict(embedding, prompts).masks[key]
+    mask = next(update.masks[key] for update in full if key in update.masks)
+    assert np.array_equal(mask, expected)  # the reference's mask, every full-size pixel

@@ -44,6 +44,6 @@ def answer(engine: Any, embedding: Embedding,
     others = [(i, int(c)) for i in range(proposal.scores.shape[0])
               for c in np.argsort(-proposal.scores[i], kind="stable")]
     order = [key for key in best + others if key not in shown]
-    rest = [UpsampleCandidate(job.request_id, job.image, proposal, i, c)
+    rest = [UpsampleCandidate(job.request_id, job.image, proposal, i, c, (i, c) in previews)
             for i, c in dict.fromkeys(order)]
     return result, rest

@@ -18,8 +18,9 @@ share; it decides what the worker runs next:
    (a cache hit when it is encoded already).
 
 While an encode runs, :meth:`RequestQueue.take_ready` hands the worker, between
-encoder chunks, the work of step 2 (and a focus whose image is ready): a click
-on an encoded image never waits for a whole encode of another one.
+encoder chunks, the work of step 2, the full-resolution mask of a candidate
+the window shows as a preview, and a focus whose image is ready: a click on
+an encoded image never waits for a whole encode of another one.
 
 A newer prediction (or detection) for an image supersedes a pending one for the
 same image; focusing another image drops the pending work on every other image
@@ -193,10 +194,13 @@ class Encode:
 
 @dataclass(frozen=True)
 class UpsampleCandidate:
-    """The worker's low-priority job of upsampling one candidate the window does not show yet.
+    """The worker's job of upsampling one candidate the window has no mask of yet.
 
     ``proposal`` is the engine's answer to :class:`Predict` ``request_id``; it
     lives on the worker thread only. ``obj``, ``candidate`` index its scores.
+    ``shown``: the window draws this candidate's preview, so its
+    full-resolution mask is interactive work (it runs even between the chunks
+    of an encode); the others wait for Tab at low priority.
     """
 
     request_id: int
@@ -204,6 +208,7 @@ class UpsampleCandidate:
     proposal: Proposal
     obj: int
     candidate: int
+    shown: bool = False
 
 
 Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate
@@ -292,12 +297,13 @@ class RequestQueue:
                 return self._candidates.popleft()
             return self._next_prefetch()
 
-    def take_ready(self, ready: Callable[[str], bool]) -> Predict | DetectSegment | Encode | None:
+    def take_ready(self, ready: Callable[[str], bool]) -> Job | None:
         """Work that needs no encoder, for the worker to run between chunks of an encode.
 
         The oldest prediction or text detection whose image is ``ready``
-        (``ready(image_key)``, as for :meth:`take`), else the focus encode when
-        the focused image is ready (a cache hit, which reports it ready). None
+        (``ready(image_key)``, as for :meth:`take`), else the full-resolution
+        mask of a previewed candidate (:attr:`UpsampleCandidate.shown`), else
+        the focus encode when the focused image is ready (a cache hit). None
         when there is none, when the queue is closed, or while a model change
         waits (it runs first, after the encode, as :meth:`take` would order it).
         """
@@ -308,6 +314,8 @@ class RequestQueue:
                 if ready(request.image.key):
                     del self._decodes[(type(request), request.image.key)]
                     return request
+            if self._candidates and self._candidates[0].shown:
+                return self._candidates.popleft()
             focus = self._focus
             if focus is not None and not self._focus_taken and ready(focus.image.key):
                 self._focus_taken = True
