@@ -89,11 +89,18 @@ def interleaved(variants: dict[str, Callable[[], Any]], calls: int, warmup: int 
     """Time each variant ``calls`` times, round-robin, after ``warmup`` untimed rounds.
 
     Round-robin order means a burst of load from elsewhere on the machine
-    slows every variant of that round, not one variant's whole series.
+    slows every variant of that round, not one variant's whole series. Each
+    round starts one variant later than the one before, so every variant
+    follows every other equally often: a variant that leaves the memory
+    allocator or the caches in a bad state (a 48 MB mask freed) does not
+    always slow the same next one.
     """
     timings = Timings({name: [] for name in variants})
+    names = list(variants)
     for round_index in range(warmup + calls):
-        for name, call in variants.items():
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = variants[name]
             start = time.perf_counter()
             call()
             elapsed = time.perf_counter() - start

@@ -66,10 +66,15 @@ class MaskUpsampler:
         self._lock = threading.Lock()
 
     def _buffer(self, size: tuple[int, int]) -> torch.Tensor:
-        """A float32 ``(1, 1, h, w)`` scratch tensor; one per size, the latest two kept."""
+        """A float32 ``(1, 1, h, w)`` scratch tensor; one per size, the latest four kept.
+
+        A click on a zoomed-out SAM image uses three: the padded square's
+        crop, the preview and the full image; with fewer kept, every click
+        would allocate (and page-fault) a 48 MB buffer for a 12 MP photo.
+        """
         buffer = self._buffers.get(size)
         if buffer is None:
-            if len(self._buffers) >= 2:
+            if len(self._buffers) >= 4:
                 self._buffers.pop(next(iter(self._buffers)))
             buffer = torch.empty((1, 1, *size), dtype=torch.float32)
             self._buffers[size] = buffer
