@@ -7,7 +7,7 @@ gestures into inference requests through the
 :class:`~samdesk.inference.client.InferenceClient` (never running a model
 itself), turns accepted candidates and brush strokes into project edits, and
 tells the canvas (any object with ``set_image``, ``set_layers``,
-``set_candidate`` and ``set_prompt_markers``) what to draw. Docks and the
+``set_candidate``, ``set_prompt_markers`` and ``shown_size``) what to draw. Docks and the
 status bar listen to its signals. Project changes made anywhere (undo, an
 import on another thread) come back through :meth:`Project.subscribe` and are
 re-read on the GUI thread.
