@@ -23,13 +23,15 @@ bare ``os.scandir`` walk (``bench/folder.py``):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
 import sqlite3
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from samdesk import imagefiles, rows, storage
 from samdesk.annotations import ImageRecord, ImageStatus
@@ -53,36 +55,17 @@ def _stamp_of(conn: sqlite3.Connection) -> Stamp:
     return conn.total_changes, int(version)
 
 
-class _Background(Generic[T]):
-    """``call()`` run on a thread of its own, started at once; :meth:`result` waits for it.
+@contextlib.contextmanager
+def _in_background(call: Callable[[], T]) -> Iterator[Future[T]]:
+    """Run ``call()`` on a thread of its own while the ``with`` body runs; joined on exit.
 
     For work that spends its time inside SQLite, which lets go of the GIL
     meanwhile, so that it overlaps with Python work on the calling thread.
     The caller holds the project's lock and leaves the connection to this
-    thread until it has waited for it.
+    thread until the block ends; the future's ``result()`` raises its error.
     """
-
-    def __init__(self, call: Callable[[], T]) -> None:
-        self._call = call
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="samdesk-scan")
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._call()
-        except BaseException as exc:  # raised again by result(), on the caller's thread
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="samdesk-scan") as pool:
+        yield pool.submit(call)
 
 
 class Unchanged(NamedTuple):
@@ -108,11 +91,8 @@ class ImageListing:
         that changed since they were first read are flagged.
         """
         with self._mutex, rows.gc_paused():
-            stored = _Background(self._read_listed)  # read the store while the folder is listed
-            try:
+            with _in_background(self._read_listed) as stored:  # read while the folder is listed
                 scanned = imagefiles.scan_images(self.folder)
-            finally:
-                stored.wait()
             unchanged = self._keep_if_unchanged(*stored.result(), scanned)
             if unchanged is not None:
                 if unchanged.hashed:
@@ -142,13 +122,10 @@ class ImageListing:
         conn.execute("BEGIN IMMEDIATE")
         try:
             new = storage.new_images(conn, listed)
-            insert = _Background(functools.partial(storage.insert_new_images, conn, new))
-            try:
+            with _in_background(functools.partial(storage.insert_new_images, conn, new)) as insert:
                 records = rows.new_image_records(new.first_id, listed)
                 gc.collect(0)  # the next collection would walk the new records: do it now
                 digests = storage.listing_digests(listed, scanned)
-            finally:
-                insert.wait()
             insert.result()
             storage.record_listing(conn, digests)
             conn.execute("COMMIT")
