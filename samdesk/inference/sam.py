@@ -39,14 +39,14 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
+from samdesk.inference.base import Embedding, EngineError, Prompts
 from samdesk.inference.device import (
     load_weights,
     read_checkpoint,
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
-from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
+from samdesk.inference.sam_common import LowRes, Proposes, check_request, mask_input_tensor
 from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
@@ -109,7 +109,7 @@ def resized_shape(height: int, width: int, long_side: int = INPUT_SIZE) -> tuple
 
 
 
-class SamEngine:
+class SamEngine(Proposes):
     """SAM as an :class:`~samdesk.inference.base.Engine`."""
 
     def __init__(self, model_id: str, model: Sam, device: torch.device, bf16: bool) -> None:
@@ -159,16 +159,6 @@ class SamEngine:
         with encoding(self.device, self.bf16, autocast=False):
             array = features.float().cpu().numpy()
         return Embedding(self.model_id, (height, width), {"image_embed": array})
-
-    def predict(
-        self,
-        embedding: Embedding,
-        prompts: Prompts,
-        mask_input: np.ndarray | None = None,
-        multimask: bool = True,
-    ) -> Prediction:
-        """Masks for ``prompts`` on the embedded image; see :class:`Prediction`."""
-        return self.propose(embedding, prompts, mask_input, multimask).prediction()
 
     def propose(
         self,

@@ -33,14 +33,14 @@ import torch
 import torch.nn.functional as F
 from hydra.core.global_hydra import GlobalHydra
 
-from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
+from samdesk.inference.base import Embedding, EngineError, Prompts
 from samdesk.inference.device import (
     load_weights,
     read_checkpoint,
     resolve_device,
 )
 from samdesk.inference.registry import ModelSpec
-from samdesk.inference.sam_common import LowRes, check_request, mask_input_tensor
+from samdesk.inference.sam_common import LowRes, Proposes, check_request, mask_input_tensor
 from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
 
@@ -85,7 +85,7 @@ def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
 
 
 
-class Sam2Engine:
+class Sam2Engine(Proposes):
     """SAM 2 as an :class:`~samdesk.inference.base.Engine`."""
 
     bf16 = True
@@ -169,20 +169,6 @@ class Sam2Engine:
             features[0] = model.sam_mask_decoder.conv_s0(features[0])
             features[1] = model.sam_mask_decoder.conv_s1(features[1])
         return features
-
-    def predict(
-        self,
-        embedding: Embedding,
-        prompts: Prompts,
-        mask_input: np.ndarray | None = None,
-        multimask: bool = True,
-    ) -> Prediction:
-        """Masks for ``prompts`` on the embedded image; see :class:`Prediction`.
-
-        The returned logits are clamped to +-32 (as the reference does), the
-        masks come from the unclamped ones.
-        """
-        return self.propose(embedding, prompts, mask_input, multimask).prediction()
 
     def propose(
         self,

@@ -1,5 +1,6 @@
-"""What the SAM and SAM 2 engines share: the decoder's low-resolution output
-and the checks of a request before it is decoded."""
+"""What the SAM and SAM 2 engines share: the decoder's low-resolution output,
+the checks of a request before it is decoded, and ``predict`` on top of
+``propose``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samdesk.inference.base import Embedding, EngineError, Prompts
+from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
 
 LOW_RES = 256
 """Side of the decoder's square logits."""
@@ -51,3 +52,24 @@ def mask_input_tensor(
             f"mask_input has shape {array.shape}; expected ({objects}, {LOW_RES}, {LOW_RES})"
         )
     return torch.as_tensor(array, device=device)[:, None]
+
+
+class Proposes:
+    """For an engine with ``propose(embedding, prompts, mask_input, multimask)``
+    returning a :class:`~samdesk.inference.upsample.Proposal`: its ``predict``."""
+
+    def predict(
+        self,
+        embedding: Embedding,
+        prompts: Prompts,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Masks for ``prompts`` on the embedded image; see :class:`Prediction`.
+
+        Every candidate of ``propose`` upsampled, with the logits ``propose``
+        returns for refining (SAM 2 clamps them to +-32, as its reference
+        does; the masks come from the unclamped ones).
+        """
+        proposal = self.propose(embedding, prompts, mask_input, multimask)  # type: ignore[attr-defined]
+        return proposal.prediction()
