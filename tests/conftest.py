@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import tempfile
 import traceback
 import weakref
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+# tracebacks reported by samdesk.errorlog go to a throw-away folder, not the user's
+os.environ.setdefault("SAMDESK_LOG_DIR", tempfile.mkdtemp(prefix="samdesk-test-log-"))
 
 
 @pytest.fixture(autouse=True, scope="session")
