@@ -77,9 +77,13 @@ class RecordingView:
         self.candidate_is_preview = False
         self.markers = ([], None)
         self.shown = None  # (h, w) the image is drawn at; None: not known
+        self.message = ""
 
     def set_image(self, rgb):
         self.image = rgb
+
+    def set_message(self, text):
+        self.message = text or ""
 
     def set_image_size(self, width, height):
         pass
@@ -117,10 +121,19 @@ def setup(tmp_path: Path, qtbot):
     project = Project.open(tmp_path)
     client, view = FakeClient(), RecordingView()
     session = Session(project, client, view)
-    session.open_image(project.images()[0].id)
+    open_and_wait(qtbot, session, project.images()[0].id)
     yield project, client, view, session
     session.close()
     project.close()
+
+
+def open_and_wait(qtbot, session: Session, image_id: int) -> None:
+    """Open the image and wait until the pool thread has decoded it."""
+    with qtbot.waitSignal(session.image_loaded, timeout=WAIT_MS):
+        session.open_image(image_id)
+    requests = getattr(session.client, "requests", None)
+    if requests is not None and session.ref is not None:  # the prefetch follows the decode
+        qtbot.waitUntil(lambda: any(r[1] == "prefetch" for r in requests), timeout=WAIT_MS)
 
 
 def answer(client: FakeClient, session: Session, pred: Prediction) -> None:
@@ -331,7 +344,7 @@ def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtb
         try:
             with qtbot.waitSignal(client.model_loaded, timeout=60_000):
                 client.set_model(spec.name, checkpoint)
-            session.open_image(project.images()[0].id)
+            open_and_wait(qtbot, session, project.images()[0].id)
             with qtbot.waitSignal(client.predicted, timeout=60_000):
                 session.add_point(90, 70)
             first = view.candidate.copy()

@@ -67,7 +67,14 @@ def make_window(qtbot, settings: QSettings, folder: Path | None = None,
     window.activateWindow()
     if folder is not None:
         assert window.open_folder(folder)
+        wait_loaded(qtbot, window)
     return window
+
+
+def wait_loaded(qtbot, window: MainWindow, timeout: int = 15000) -> None:
+    """Wait until the open image is decoded (it is read on a pool thread)."""
+    qtbot.waitUntil(lambda: window.session is not None and not window.session.loading,
+                    timeout=timeout)
 
 
 @pytest.fixture

@@ -33,6 +33,8 @@ Interface (what the main window uses)::
                                     the layers (a preview: smaller, stretched over the image)
     shown_size() -> (h, w) | None   screen pixels the image is drawn at
     set_prompt_markers(points, box)  points [(x, y, positive)], box (x0, y0, x1, y1) | None
+    set_message(text | None)        a line drawn over the canvas ("Loading…", a file's error);
+                                    message_text() -> str ("" when none)
     set_tool(tool) / tool; set_brush_size(px) / brush_size ([ and ] scale it by 20%)
     fit(); zoom_1to1(); zoom_by(factor, anchor_scene_pos=None); zoom (property)
     layer_at(x, y) -> id | None     front-most visible layer holding the pixel
@@ -70,6 +72,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QGraphicsScene,
     QGraphicsView,
+    QLabel,
     QWidget,
 )
 
@@ -138,6 +141,14 @@ class Canvas(QGraphicsView):
         self._pan_last = QPoint()
         self._space = False
         self._auto_fit = True
+        self._message = QLabel(self.viewport())
+        self._message.setObjectName("canvas_message")
+        self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._message.setWordWrap(True)
+        self._message.setStyleSheet("QLabel { color: #f0f0f0; background: rgba(0, 0, 0, 150);"
+                                    " padding: 12px; border-radius: 6px; }")
+        self._message.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._message.hide()
         self.set_tool(Tool.POINT)
         self._update_scene_rect()
 
@@ -223,6 +234,24 @@ class Canvas(QGraphicsView):
                            box: tuple[float, float, float, float] | None) -> None:
         """Green (positive) and red (negative) dots of constant screen size, dashed box."""
         self._marks.set_prompts(points, box)
+
+    def set_message(self, text: str | None) -> None:
+        """Show ``text`` centred over the canvas (``None`` or "" hides it)."""
+        self._message.setText(text or "")
+        self._message.setVisible(bool(text))
+        self._place_message()
+
+    def message_text(self) -> str:
+        """The text shown over the canvas, "" when none."""
+        return "" if self._message.isHidden() else self._message.text()
+
+    def _place_message(self) -> None:
+        area = self.viewport().rect()
+        width = max(120, min(area.width() - 40, 640))
+        self._message.setFixedWidth(width)
+        self._message.adjustSize()
+        self._message.move(area.center().x() - width // 2,
+                           area.center().y() - self._message.height() // 2)
 
     def layer_at(self, x: float, y: float) -> int | None:
         """Id of the front-most visible layer whose mask holds image pixel (floor(x), floor(y))."""
@@ -324,6 +353,8 @@ class Canvas(QGraphicsView):
         super().resizeEvent(event)
         if self._auto_fit:
             self.fit()
+        if not self._message.isHidden():
+            self._place_message()
 
     def render_to_image(self) -> QImage:
         """Paint what the view shows into a new ARGB32 image, synchronously.

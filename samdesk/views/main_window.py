@@ -10,6 +10,7 @@ last image of each project, and the chosen models.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from samdesk.views.images_dock import ImagesDock
 from samdesk.views.labels_dock import LabelsDock
 from samdesk.views.layers_dock import LayerRow, LayersDock
 from samdesk.views.model_dialog import ModelChoice, ModelDialog, load_choice, save_choice
+from samdesk.views.qtutil import add_error_sink, guard, guarded
 from samdesk.views.session import Session
 from samdesk.views.status import StatusBar
 from samdesk.views.text_panel import TextPanel
@@ -64,6 +66,10 @@ class MainWindow(QMainWindow):
         self.help = HelpOverlay(self)
         self.choice = load_choice(self.settings)
         self.actions_by_name: dict[str, QAction] = {}
+        self._last_cursor: tuple[float, float] | None = None
+        self._view_pending = False
+        self._error_box: QMessageBox | None = None
+        self._remove_sink = add_error_sink(self._show_error)
         self._build_menus()
         self._connect()
         self.client.start()
@@ -82,7 +88,8 @@ class MainWindow(QMainWindow):
         action.setCheckable(checkable)
         if keys:
             action.setToolTip(f"{text.replace('&', '')} ({keys[0]})")
-        action.triggered.connect(lambda _checked=False: slot())
+        guarded_slot = guard(slot, text.replace("&", ""))
+        action.triggered.connect(lambda _checked=False: guarded_slot())
         self.menus[menu_name].addAction(action)
         self.addAction(action)
         self.actions_by_name[name] = action
@@ -90,7 +97,8 @@ class MainWindow(QMainWindow):
 
     def _on(self, method: str, *args: object) -> Callable[[], None]:
         """A slot that calls ``session.method(*args)`` when a project is open."""
-        return lambda: getattr(self.session, method)(*args) if self.session else None
+        return guard(lambda: getattr(self.session, method)(*args) if self.session else None,
+                     method)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -143,12 +151,12 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.canvas
-        c.point_added.connect(lambda x, y, pos: self.session and self.session.add_point(x, y, pos))
-        c.box_drawn.connect(lambda *box: self.session and self.session.set_box(*box))
-        c.brush_stroke.connect(lambda m, erase: self.session and self.session.brush(m, erase))
-        c.layer_clicked.connect(lambda i: self.session and self.session.click_layer(i))
+        c.point_added.connect(self._with("add_point"))
+        c.box_drawn.connect(self._with("set_box"))
+        c.brush_stroke.connect(self._with("brush"))
+        c.layer_clicked.connect(self._with("click_layer"))
         c.cursor_moved.connect(self._cursor)
-        self.images_dock.image_activated.connect(lambda i: self.session and self.open_image(i))
+        self.images_dock.image_activated.connect(guard(self.open_image, "open image"))
         ld = self.layers_dock
         ld.selection_changed.connect(self._with("select"))
         ld.visible_toggled.connect(self._with("set_visible"))
@@ -171,7 +179,9 @@ class MainWindow(QMainWindow):
         self.client.failed.connect(self._failed)
 
     def _with(self, method: str) -> Callable[..., None]:
-        return lambda *args: getattr(self.session, method)(*args) if self.session else None
+        """A slot passing its arguments to ``session.method``; errors go to the status bar."""
+        return guard(lambda *args: getattr(self.session, method)(*args) if self.session
+                     else None, method)
 
     # ---------------------------------------------------------------- project
     def choose_folder(self) -> None:
@@ -191,6 +201,7 @@ class MainWindow(QMainWindow):
         self.session = Session(project, self.client, self.canvas)
         s = self.session
         s.image_changed.connect(self._image_changed)
+        s.image_loaded.connect(self._image_loaded)
         s.images_changed.connect(self._refresh_images)
         s.layers_changed.connect(self._refresh_layers)
         s.labels_changed.connect(self._refresh_labels)
@@ -205,8 +216,8 @@ class MainWindow(QMainWindow):
         ids = [r.id for r in project.images()]
         last = self.settings.value(f"last_image/{project.folder}")
         if ids:
+            self._view_pending = True  # the zoom comes back once the pixels are shown
             self.open_image(int(last) if last is not None and int(last) in ids else ids[0])
-            self._restore_view()
         else:
             self.status.note(f"No images in {project.folder}")
         return True
@@ -252,16 +263,20 @@ class MainWindow(QMainWindow):
             self.session.step_image(step, self.images_dock.visible_ids() or None)
 
     # ------------------------------------------------------------ refreshers
+    @guarded("show image")
     def _image_changed(self, image_id: int) -> None:
         assert self.project is not None
         self.images_dock.set_current(image_id)
         self.settings.setValue(f"last_image/{self.project.folder}", image_id)
         self.text_panel.set_detections([])
+        self._refresh_cursor()
 
+    @guarded("list images")
     def _refresh_images(self) -> None:
         if self.project is not None:
             self.images_dock.set_images(self.project.images())
 
+    @guarded("list layers")
     def _refresh_layers(self) -> None:
         s = self.session
         if s is None:
@@ -269,12 +284,14 @@ class MainWindow(QMainWindow):
         rows = [LayerRow(a.id, s.label_name(a.label_id), self._color(a.label_id), a.visible,
                          a.locked, a.score) for a in s.layers()]
         self.layers_dock.set_layers(rows, s.selected)
+        self._refresh_cursor()  # a relabel or a deletion changes what is under it
 
     def _color(self, label_id: int | None) -> str:
         assert self.project is not None
         return next((lab.color for lab in self.project.labels() if lab.id == label_id),
                     "#b0b0b0")
 
+    @guarded("list labels")
     def _refresh_labels(self) -> None:
         if self.session is not None and self.project is not None:
             self.labels_dock.set_labels(self.project.labels(), self.session.default_label,
@@ -286,11 +303,41 @@ class MainWindow(QMainWindow):
         self.status.set_score(None if shown is None else shown.score,
                               s.candidate_index if s else 0, len(s.candidates) if s else 0)
 
+    @guarded("cursor")
     def _cursor(self, x: float, y: float) -> None:
+        self._last_cursor = (x, y)
         s = self.session
-        layer = s.layer_at(x, y) if s is not None else None
+        if s is None or self.canvas.image_size is None:
+            self.status.cursor.setText("")
+            return
+        layer = s.layer_at(x, y)
         under = None if layer is None else f"mask {layer.id} ({s.label_name(layer.label_id)})"
         self.status.set_cursor(x, y, under)
+
+    @guarded("show image")
+    def _image_loaded(self, _image_id: int) -> None:
+        if self._view_pending:
+            self._view_pending = False
+            self._restore_view()
+        self._refresh_cursor()
+
+    def _refresh_cursor(self, *_args: object) -> None:
+        """Say again what is under the last cursor position (the image or its layers changed)."""
+        if self._last_cursor is not None:
+            self._cursor(*self._last_cursor)
+
+    def _show_error(self, line: str, exc: BaseException) -> None:
+        """A guarded slot failed: one line in the status bar; a bug or resource
+        failure (not a :class:`SamdeskError`) also gets a non-modal box with details."""
+        self.status.error(line)
+        if isinstance(exc, SamdeskError):
+            return
+        if self._error_box is None:
+            self._error_box = QMessageBox(QMessageBox.Icon.Warning, "samdesk", "", parent=self)
+            self._error_box.setModal(False)
+        self._error_box.setText(line)
+        self._error_box.setDetailedText("".join(traceback.format_exception(exc)))
+        self._error_box.show()
 
     # ---------------------------------------------------------- tools, models
     def set_tool(self, tool: Tool) -> None:
@@ -333,6 +380,7 @@ class MainWindow(QMainWindow):
             if choice != self.choice:
                 self.apply_models(choice)
 
+    @guarded("model loaded")
     def _model_loaded(self, loaded: ModelLoaded) -> None:
         if loaded.slot == "segmenter":
             self.status.set_model(loaded.name, loaded.device)
@@ -377,7 +425,8 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for folder in self.recent_folders():
             action = self.recent_menu.addAction(folder)
-            action.triggered.connect(lambda _c=False, f=folder: self.open_folder(f))
+            action.triggered.connect(guard(lambda _c=False, f=folder: self.open_folder(f),
+                                           "open folder"))
         self.recent_menu.setEnabled(bool(self.recent_folders()))
 
     def recent_folders(self) -> list[str]:
@@ -398,4 +447,5 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         self.close_project()
         self.client.stop()
+        self._remove_sink()
         super().closeEvent(event)

@@ -9,17 +9,32 @@ pixels (``0xAARRGGBB``), the format Qt paints fastest.
 package. PySide6 then loads cv2's ``libqxcb.so``, built against another Qt,
 and a window on a real X11 display fails to start. Call
 :func:`drop_cv2_qt_plugin_path` before the ``QApplication`` is created.
+
+:func:`guarded` wraps a Qt slot that touches the project or a model: any
+exception it raises becomes one line (:func:`samdesk.errorlog.report`) handed
+to every registered error sink (the main window's status bar), and the event
+loop goes on.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
-from collections.abc import MutableMapping
+import sys
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
+
+from samdesk import errorlog
+
+ErrorSink = Callable[[str, BaseException], None]
+"""Shows one error line; the exception is there for details (e.g. its traceback)."""
+_sinks: list[ErrorSink] = []
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 CV2_QT_VARIABLES = ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR")
 """Environment variables cv2's ``config-3.py`` sets to its own Qt folders."""
@@ -127,3 +142,42 @@ def parse_color(color: str) -> tuple[int, int, int]:
     except ValueError:
         raise ValueError(f"colour {color!r} is not of the form #rrggbb") from None
     return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def add_error_sink(sink: ErrorSink) -> Callable[[], None]:
+    """Send every guarded slot's error line to ``sink``; returns the call that stops it."""
+    _sinks.append(sink)
+
+    def remove() -> None:
+        if sink in _sinks:
+            _sinks.remove(sink)
+    return remove
+
+
+def report_slot_error(exc: BaseException, context: str) -> str:
+    """One line for ``exc`` (traceback logged when unexpected), shown by every sink."""
+    line = errorlog.report(exc, context)
+    for sink in list(_sinks) or [lambda text, _exc: print(text, file=sys.stderr)]:
+        try:
+            sink(line, exc)
+        except Exception as inner:  # a broken sink must not take the event loop down
+            print(f"{line} (and showing it failed: {errorlog.describe(inner)})",
+                  file=sys.stderr)
+    return line
+
+
+def guard(slot: _F, context: str) -> _F:
+    """``slot`` that reports any ``Exception`` it raises instead of raising it (returns None)."""
+    @functools.wraps(slot)
+    def guarded_slot(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return slot(*args, **kwargs)
+        except Exception as exc:
+            report_slot_error(exc, context)
+            return None
+    return guarded_slot  # type: ignore[return-value]
+
+
+def guarded(context: str) -> Callable[[_F], _F]:
+    """Decorator form of :func:`guard` for slot methods: ``@guarded("open image")``."""
+    return lambda slot: guard(slot, context)

@@ -7,7 +7,10 @@ gestures into inference requests through the
 :class:`~samdesk.inference.client.InferenceClient` (never running a model
 itself), turns accepted candidates and brush strokes into project edits, and
 tells the canvas (any object with ``set_image``, ``set_layers``,
-``set_candidate``, ``set_prompt_markers`` and ``shown_size``) what to draw. Docks and the
+``set_candidate``, ``set_prompt_markers``, ``set_message`` and ``shown_size``) what to
+draw. An image is read and decoded on a pool thread (:mod:`~samdesk.views.image_loader`),
+never on the GUI thread: the canvas says "Loading…" meanwhile, and a decode
+the person no longer waits for is dropped. Docks and the
 status bar listen to its signals. Project changes made anywhere (undo, an
 import on another thread) come back through :meth:`Project.subscribe` and are
 re-read on the GUI thread.
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from samdesk import masks
+from samdesk import errorlog, masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import ImageReadError
 from samdesk.images import ImageStore, load_display
@@ -36,6 +39,8 @@ from samdesk.inference.requests import (
     PredictResult,
 )
 from samdesk.project import Project, ProjectEvent
+from samdesk.views.image_loader import ImageLoader
+from samdesk.views.qtutil import guarded
 from samdesk.views.session_layers import LayerEdits
 
 CANDIDATE_COLOR = "#00e5ff"
@@ -69,7 +74,8 @@ class Candidate:
 class Session(LayerEdits, QObject):
     """The current image, prompts, candidates, selection and default label."""
 
-    image_changed = Signal(int)  # image id
+    image_changed = Signal(int)  # image id (its pixels may still be loading)
+    image_loaded = Signal(int)  # image id: its pixels are shown, or its error is
     images_changed = Signal()  # statuses or mask counts changed
     layers_changed = Signal()  # layers of the open image (or the selection) changed
     labels_changed = Signal()
@@ -98,6 +104,11 @@ class Session(LayerEdits, QObject):
         self._answered: int | None = None  # the request whose candidates are shown
         self._wanted: int | None = None  # Tab's pick, drawn once its mask arrives
         self._accept_when_ready = False  # Enter on a preview: accept once the mask arrives
+        self.loading = False  # the open image is being read on a pool thread
+        self._closed = False
+        self._load_id = 0  # the latest open_image request; other loads are stale
+        self._loader = ImageLoader(self)
+        self._loader.finished.connect(self._on_loaded)
         self._init_layers()
         labels = project.labels()
         self.default_label: int | None = labels[0].id if labels else None
@@ -110,7 +121,10 @@ class Session(LayerEdits, QObject):
         client.model_loaded.connect(self._on_model_loaded)
 
     def close(self) -> None:
-        """Stop listening to the project and the client."""
+        """Stop listening to the project and the client; wait for a decode in progress."""
+        self._load_id += 1
+        self._closed = True  # project events already queued are dropped
+        self._loader.wait()
         self._unsubscribe()
         for signal, slot in ((self.client.predicted, self._on_predicted),
                              (self.client.candidates, self._on_candidates),
@@ -120,37 +134,52 @@ class Session(LayerEdits, QObject):
             signal.disconnect(slot)
 
     # ------------------------------------------------------------------ images
-    def open_image(self, image_id: int) -> bool:
-        """Show image ``image_id``, ask for its embedding, prefetch the next ones."""
+    def open_image(self, image_id: int) -> None:
+        """Show image ``image_id``, ask for its embedding, prefetch the next ones.
+
+        An image already decoded is shown at once; any other is read on a pool
+        thread while the canvas says "Loading…", and :attr:`image_loaded`
+        follows (also when it fails: the canvas then shows the error).
+        """
         self.clear_prompts()
         self.selected = []
+        self._load_id += 1
+        request = self._load_id
+        record = self.project.image(image_id)
+        self.image, self.ref, self.rgb, self.embedding = record, None, None, "none"
+        cached = None
+        if record.error is None and record.content_hash and record.width:
+            cached = self.store.peek(self.project.image_file(record))
+        if cached is not None:
+            self.loading = False
+            self._loader.submit(request, lambda: (record, cached, self._next_refs(image_id)))
+            self._show_loaded(record, cached)
+            self.image_changed.emit(image_id)
+            self.image_loaded.emit(image_id)
+            return
+        self.loading = True
+        self.view.set_image(None)
+        self.view.set_message(f"Loading {record.path}…")
+        self._refresh_layers()
+        self.image_changed.emit(image_id)
+        self._loader.submit(request, lambda: self._read(image_id))
+
+    def _read(self, image_id: int) -> tuple[ImageRecord, np.ndarray, list[ImageRef]]:
+        """On a pool thread: size and hash into the project, the display pixels,
+        and the next images to prefetch. Raises :class:`ImageReadError`."""
         record = self.project.ensure_image_info(image_id)
-        self.image, self.ref, self.rgb = record, None, None
         try:
             if record.error is not None:
                 raise ImageReadError(record.path, record.error)
-            self.rgb = self.store.get(self.project.image_file(record))
+            rgb = self.store.get(self.project.image_file(record))
         except ImageReadError as exc:
             if record.error is None:
                 self.project.mark_error(image_id, exc.reason)
-            self.message.emit(f"{record.path}: {exc.reason}")
-            self.view.set_image(np.zeros((max(record.height or 1, 1), max(record.width or 1, 1),
-                                          3), np.uint8))
-            self._refresh_layers()
-            self.image_changed.emit(image_id)
-            return False
-        self.view.set_image(self.rgb)
-        if record.width and record.height and self.rgb.shape[:2] != (record.height, record.width):
-            self.view.set_image_size(record.width, record.height)
-        self.ref = ImageRef(self.project.image_file(record), record.content_hash or "")
-        self.embedding = "queued"
-        self.client.focus(self.ref)
-        self._prefetch_after(image_id)
-        self._refresh_layers()
-        self.image_changed.emit(image_id)
-        return True
+            raise ImageReadError(record.path, exc.reason) from None
+        return record, rgb, self._next_refs(image_id)
 
-    def _prefetch_after(self, image_id: int) -> None:
+    def _next_refs(self, image_id: int) -> list[ImageRef]:
+        """The next PREFETCH_AHEAD readable images after ``image_id`` (reads headers)."""
         ids = [r.id for r in self.project.images()]
         ahead = ids[ids.index(image_id) + 1:][:PREFETCH_AHEAD] if image_id in ids else []
         refs = []
@@ -158,8 +187,44 @@ class Session(LayerEdits, QObject):
             record = self.project.ensure_image_info(next_id)
             if record.error is None and record.content_hash:
                 refs.append(ImageRef(self.project.image_file(record), record.content_hash))
+        return refs
+
+    @guarded("open image")
+    def _on_loaded(self, request: int, result: Any, error: BaseException | None) -> None:
+        """A pool thread finished reading; only the latest request is shown."""
+        if request != self._load_id or self.image is None:
+            return
+        if not self.loading:  # shown from the cache already: only the prefetch was left
+            if error is None and result[2]:
+                self.client.prefetch(result[2])
+            return
+        self.loading = False
+        if error is not None:
+            line = (str(error) if isinstance(error, ImageReadError)
+                    else errorlog.report(error, f"open {self.image.path}"))
+            self.message.emit(line)
+            self.view.set_image(None)
+            self.view.set_message(line)
+            self._refresh_layers()
+            self.image_loaded.emit(self.image.id)
+            return
+        record, rgb, refs = result
+        self._show_loaded(record, rgb)
         if refs:
             self.client.prefetch(refs)
+        self.image_loaded.emit(record.id)
+
+    def _show_loaded(self, record: ImageRecord, rgb: np.ndarray) -> None:
+        """Draw the decoded ``rgb`` and ask the worker for its embedding."""
+        self.image, self.rgb = record, rgb
+        self.view.set_message(None)
+        self.view.set_image(rgb)
+        if record.width and record.height and rgb.shape[:2] != (record.height, record.width):
+            self.view.set_image_size(record.width, record.height)
+        self.ref = ImageRef(self.project.image_file(record), record.content_hash or "")
+        self.embedding = "queued"
+        self.client.focus(self.ref)
+        self._refresh_layers()
 
     def step_image(self, step: int, order: list[int] | None = None) -> int | None:
         """Open the image ``step`` places away in ``order`` (default: all images)."""
@@ -319,6 +384,7 @@ class Session(LayerEdits, QObject):
     def _is_current(self, image_key: str, request_id: int) -> bool:
         return self.ref is not None and image_key == self.ref.key and request_id == self._pending
 
+    @guarded("show masks")
     def _on_predicted(self, result: PredictResult) -> None:
         """The first answer: the best candidate's mask, the others' once upsampled."""
         if not self._is_current(result.image_key, result.request_id):
@@ -333,6 +399,7 @@ class Session(LayerEdits, QObject):
         self._pending, self._answered = None, result.request_id
         self._show_candidate()
 
+    @guarded("show masks")
     def _on_candidates(self, update: CandidateMasks) -> None:
         """Masks of candidates upsampled after the first answer: ready for Tab."""
         if self.ref is None or update.image_key != self.ref.key:
@@ -355,6 +422,7 @@ class Session(LayerEdits, QObject):
         if self._accept_when_ready and self.candidates[self.candidate_index].mask is not None:
             self.accept()
 
+    @guarded("show text results")
     def _on_detected(self, result: DetectResult) -> None:
         if not self._is_current(result.image_key, result.request_id):
             return
@@ -372,11 +440,13 @@ class Session(LayerEdits, QObject):
         if not self.candidates:
             self.message.emit(f"Nothing found for {result.text!r}")
 
+    @guarded("embedding state")
     def _on_embedding(self, state: EmbeddingState) -> None:
         if self.ref is not None and state.image_key == self.ref.key:
             self.embedding = state.status
             self.embedding_changed.emit(state.status)
 
+    @guarded("model loaded")
     def _on_model_loaded(self, loaded: Any) -> None:
         if loaded.slot == "segmenter":
             self.model_name = loaded.name
@@ -396,7 +466,10 @@ class Session(LayerEdits, QObject):
             self.view.set_candidate(None if shown is None else shown.mask, CANDIDATE_COLOR)
         self.candidates_changed.emit()
 
+    @guarded("project changed")
     def _on_project_event(self, event: ProjectEvent) -> None:
+        if self._closed:
+            return
         if "labels" in event.kinds:
             ids = {lab.id for lab in self.project.labels()}
             if self.default_label not in ids:
