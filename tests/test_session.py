@@ -424,3 +424,46 @@ def test_a_new_click_calls_off_an_accept_waiting_for_its_mask(setup) -> None:
     full = {(0, 1): rect(0, 0, 40, 40)}
     client.candidates.emit(CandidateMasks(request_id, session.ref.key, full))
     assert project.annotations(session.image.id) == []
+
+
+# -- empty and repeated candidates (issue 9.4) ---------------------------------
+
+
+def test_an_empty_candidate_is_never_accepted_and_the_status_says_why(setup) -> None:
+    project, client, view, session = setup
+    lines: list[str] = []
+    session.message.connect(lines.append)
+    session.add_point(10, 10)
+    session.add_point(12, 12, positive=False)  # the negative point removed every pixel
+    answer(client, session, prediction((np.zeros((H, W), bool), 0.0)))
+    assert session.accept() == []
+    assert project.annotations(session.image.id) == []
+    assert "empty" in lines[-1]
+    assert session.candidates  # the prompts stay, to be fixed
+
+
+def test_tab_cycles_only_distinct_candidates(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    same = rect(0, 0, 20, 20)
+    answer(client, session, prediction((same, 0.9), (same.copy(), 0.8), (rect(0, 0, 30, 30), 0.7)))
+    assert len(session.candidates) == 2
+    shown = []
+    for _ in range(4):
+        session.cycle_candidate()
+        shown.append(view.candidate.sum())
+    assert shown == [900, 400, 900, 400]
+
+
+def test_a_late_candidate_equal_to_the_shown_one_is_dropped(setup) -> None:
+    project, client, view, session = setup
+    session.add_point(10, 10)
+    pred = prediction((rect(0, 0, 20, 20), 0.9), (rect(0, 0, 20, 20), 0.5),
+                      (rect(0, 0, 30, 30), 0.7))
+    request_id = first_answer(client, pred, 0)
+    session.cycle_candidate()  # Tab to the 0.7 one, still upsampling
+    client.candidates.emit(CandidateMasks(request_id, session.ref.key,
+                                          {(0, 1): rect(0, 0, 20, 20),
+                                           (0, 2): rect(0, 0, 30, 30)}))
+    assert len(session.candidates) == 2
+    assert session.candidate_index == 1 and np.array_equal(view.candidate, rect(0, 0, 30, 30))

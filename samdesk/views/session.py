@@ -18,7 +18,7 @@ re-read on the GUI thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from samdesk.inference.requests import (
     PredictResult,
 )
 from samdesk.project import Project, ProjectEvent
+from samdesk.views.candidates import Candidate, distinct
 from samdesk.views.image_loader import ImageLoader
 from samdesk.views.qtutil import guarded
 from samdesk.views.session_layers import LayerEdits
@@ -52,23 +53,6 @@ Box = tuple[float, float, float, float]
 def _display(path: Path) -> np.ndarray:
     """What the canvas shows: the upright image, longer side at most DISPLAY_MAX_SIDE."""
     return load_display(path, DISPLAY_MAX_SIDE)[0]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One proposed mask: ``mask`` bool ``(H, W)`` in image pixels, or None while
-    the worker still upsamples it; ``logits`` float32 ``(1, 256, 256)`` for
-    refining (None for GrabCut); ``phrase`` for text-prompt candidates (the
-    label they get); ``index``: the model's candidate number (for late masks);
-    ``preview``: bool ``(h, w)``, the mask at screen size, drawn until ``mask``
-    arrives (never saved)."""
-
-    mask: np.ndarray | None
-    score: float
-    logits: np.ndarray | None = None
-    phrase: str | None = None
-    index: int = 0
-    preview: np.ndarray | None = None
 
 
 class Session(LayerEdits, QObject):
@@ -338,6 +322,8 @@ class Session(LayerEdits, QObject):
             with self.project.batch(f"Accept {len(list(chosen))} text masks"):
                 for i in chosen:
                     cand = self.candidates[i]
+                    if cand.mask is None or not cand.mask.any():
+                        continue  # an empty text candidate is never a layer
                     label = self._label_named(cand.phrase or "object")
                     layer = self.project.add_annotation(
                         self.image.id, masks.encode(cand.mask), label.id, cand.score,
@@ -347,6 +333,10 @@ class Session(LayerEdits, QObject):
             cand = self.candidates[self.candidate_index]
             if cand.mask is None:  # only its preview is here: the mask follows at once
                 self._accept_when_ready = True
+                return []
+            if not cand.mask.any():
+                self.message.emit("Not accepted: the mask is empty (a negative point removed "
+                                  "every pixel); add a positive point or press Esc")
                 return []
             if self.refine_target is not None:
                 self.project.update_annotation(self.refine_target, rle=masks.encode(cand.mask),
@@ -397,6 +387,7 @@ class Session(LayerEdits, QObject):
                            for i in order]
         self.candidate_index, self._wanted, self._accept_when_ready = 0, None, False
         self._pending, self._answered = None, result.request_id
+        self._drop_duplicates()
         self._show_candidate()
 
     @guarded("show masks")
@@ -412,6 +403,7 @@ class Session(LayerEdits, QObject):
             replace(c, mask=update.masks[0, c.index], preview=None)
             if c.mask is None and (0, c.index) in update.masks else c
             for c in self.candidates]
+        self._drop_duplicates()
         wanted = self._wanted
         if wanted is not None and self.candidates[wanted].mask is not None:
             self.show_candidate(wanted)
@@ -423,6 +415,36 @@ class Session(LayerEdits, QObject):
             self.accept()
 
     @guarded("show text results")
+    def _drop_duplicates(self) -> None:
+        """Tab cycles distinct masks only (see :func:`distinct`)."""
+        self.candidates, self.candidate_index, self._wanted = distinct(
+            self.candidates, self.candidate_index, self._wanted)
+
+    @guarded("show text results")
+    def _drop_duplicates(self) -> None:
+        """Keep one of candidates with equal masks (Tab cycles distinct masks only).
+
+        Candidates still upsampling (no mask yet) are kept until their mask comes;
+        the shown one and Tab's pick keep their places in the shorter list.
+        """
+        kept: list[Candidate] = []
+        moved: dict[int, int] = {}
+        for old, cand in enumerate(self.candidates):
+            same = next((k for k, other in enumerate(kept) if cand.mask is not None
+                         and other.mask is not None and np.array_equal(cand.mask, other.mask)),
+                        None)
+            if same is None:
+                moved[old] = len(kept)
+                kept.append(cand)
+            else:
+                moved[old] = same
+        if len(kept) == len(self.candidates):
+            return
+        self.candidates = kept
+        self.candidate_index = moved.get(self.candidate_index, 0)
+        if self._wanted is not None:
+            self._wanted = moved.get(self._wanted)
+
     def _on_detected(self, result: DetectResult) -> None:
         if not self._is_current(result.image_key, result.request_id):
             return
