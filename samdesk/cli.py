@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     gui = sub.add_parser("gui", help="open the window (the default)")
     gui.add_argument("folder", nargs="?", help="image folder to open as a project")
+    # hidden: save the window as PNG once its first image is shown, then quit (CI's check)
+    gui.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
     gui.set_defaults(func=_run_gui)
     for module_name in COMMAND_MODULES:
         try:
@@ -61,7 +63,7 @@ def _run_gui(args: argparse.Namespace) -> int:
             "the annotation window is not built yet; use the headless commands "
             "(samdesk --help)"
         ) from None
-    return int(app_module.run(args.folder))
+    return int(app_module.run(args.folder, screenshot=args.screenshot))
 
 
 def _split_gui_default(argv: list[str], commands: set[str]) -> list[str]:
