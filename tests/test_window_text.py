@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
+from samdesk.inference.base import Prediction
+from samdesk.inference.registry import load_model
 from samdesk.project import Project
 from samdesk.views.model_dialog import ModelChoice
 from tests.gdino_factory import install_tiny_gdino, shared_tiny_gdino
@@ -15,12 +17,34 @@ from tests.test_window import folder, make_window  # noqa: F401 - the folder fix
 PHRASE = "cat . red car"
 
 
+def box_filling_loader(name, checkpoint, device):
+    """The real engines, except that GrabCut fills each box: the random detector's
+    boxes are too thin for GrabCut, whose masks would all be empty (and are never
+    accepted)."""
+    engine = load_model(name, checkpoint, device)
+    if name != "grabcut":
+        return engine
+    predict = engine.predict
+
+    def filled(embedding, prompts, *args, **kwargs):
+        pred = predict(embedding, prompts, *args, **kwargs)
+        masks = pred.masks.copy()
+        height, width = masks.shape[2:]
+        for i, (x0, y0, x1, y1) in enumerate(prompts.boxes):
+            c0, r0 = min(int(x0), width - 1), min(int(y0), height - 1)
+            masks[i, :, r0:max(int(y1), r0 + 1), c0:max(int(x1), c0 + 1)] = True
+        return Prediction(masks, pred.scores, pred.logits)
+
+    engine.predict = filled
+    return engine
+
+
 @pytest.fixture
 def tiny_window(qtbot, tmp_path, folder, tmp_path_factory, monkeypatch):  # noqa: F811
     tiny = shared_tiny_gdino(tmp_path_factory)
     install_tiny_gdino(monkeypatch, tiny)
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = make_window(qtbot, settings, folder)
+    window = make_window(qtbot, settings, folder, loader=box_filling_loader)
     with qtbot.waitSignals([window.client.model_loaded] * 2, timeout=60_000):
         window.apply_models(ModelChoice("grabcut", "cpu", tiny.spec.name))
     yield window
@@ -39,6 +63,8 @@ def test_phrase_to_labelled_layers_and_one_undo(qtbot, tiny_window):
     qtbot.waitUntil(lambda: panel.results.count() > 0, timeout=120_000)
     found = [panel.results.item(i).text() for i in range(panel.results.count())]
     assert panel.accept_all.isEnabled()
+    assert panel.state.text().startswith(f"Found {len(found)} objects")
+    assert all(c.mask.any() for c in window.session.candidates)
 
     image_id = window.session.image.id
     qtbot.mouseClick(panel.accept_all, Qt.MouseButton.LeftButton)
@@ -57,3 +83,21 @@ def test_phrase_to_labelled_layers_and_one_undo(qtbot, tiny_window):
     window.close()
     with Project.open(folder_path) as project:
         assert len(project.annotations(image_id)) == len(found)
+
+
+def test_enter_in_the_phrase_box_runs_find_and_the_panel_says_the_outcome(
+        qtbot, tmp_path, folder, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))  # no detector installed
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = make_window(qtbot, settings, folder)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_T)
+    panel = window.text_panel
+    asked = []
+    panel.run_requested.connect(lambda *args: asked.append(args))
+    qtbot.keyClicks(panel.phrase, "ball . ring")
+    qtbot.keyClick(panel.phrase, Qt.Key.Key_Return)
+    assert [a[0] for a in asked] == ["ball . ring"]
+    qtbot.waitUntil(lambda: "Looking" not in panel.state.text(), timeout=20_000)
+    assert "no text detector is loaded" in panel.state.text()
+    assert window.project.annotations(window.session.image.id) == []  # Enter accepted nothing
+    window.close()

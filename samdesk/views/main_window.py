@@ -207,10 +207,12 @@ class MainWindow(QMainWindow):
         s.labels_changed.connect(self._refresh_labels)
         s.candidates_changed.connect(self._refresh_candidate)
         s.detections_changed.connect(self.text_panel.set_detections)
+        s.detect_state.connect(self.text_panel.set_state)
         s.embedding_changed.connect(self.status.set_embedding)
         s.message.connect(self.status.note)
         self._remember_recent(str(project.folder))
-        self.setWindowTitle(f"samdesk — {project.folder}")
+        read_only = " (read-only)" if project.read_only else ""
+        self.setWindowTitle(f"samdesk — {project.folder}{read_only}")
         self._refresh_images()
         self._refresh_labels()
         ids = [r.id for r in project.images()]
@@ -220,6 +222,8 @@ class MainWindow(QMainWindow):
             self.open_image(int(last) if last is not None and int(last) in ids else ids[0])
         else:
             self.status.note(f"No images in {project.folder}")
+        if project.store_note:  # read-only, a spare store, or work merged back: say so
+            self.status.note(project.store_note)
         return True
 
     def _view_key(self) -> str:

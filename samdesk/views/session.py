@@ -65,6 +65,7 @@ class Session(LayerEdits, QObject):
     labels_changed = Signal()
     candidates_changed = Signal()
     detections_changed = Signal(list)  # [(phrase, score)] of text candidates
+    detect_state = Signal(str)  # the outcome of the last text search, one line
     embedding_changed = Signal(str)  # "queued", "computing", "ready", "failed"
     message = Signal(str)  # one line for the status bar
     _project_changed = Signal(object)  # ProjectEvent, re-emitted on the GUI thread
@@ -90,6 +91,7 @@ class Session(LayerEdits, QObject):
         self._accept_when_ready = False  # Enter on a preview: accept once the mask arrives
         self.loading = False  # the open image is being read on a pool thread
         self._closed = False
+        self._detecting: int | None = None  # the text search whose outcome is awaited
         self._load_id = 0  # the latest open_image request; other loads are stale
         self._loader = ImageLoader(self)
         self._loader.finished.connect(self._on_loaded)
@@ -103,6 +105,7 @@ class Session(LayerEdits, QObject):
         client.detected.connect(self._on_detected)
         client.embedding_state.connect(self._on_embedding)
         client.model_loaded.connect(self._on_model_loaded)
+        client.failed.connect(self._on_failed)
 
     def close(self) -> None:
         """Stop listening to the project and the client; wait for a decode in progress."""
@@ -114,7 +117,8 @@ class Session(LayerEdits, QObject):
                              (self.client.candidates, self._on_candidates),
                              (self.client.detected, self._on_detected),
                              (self.client.embedding_state, self._on_embedding),
-                             (self.client.model_loaded, self._on_model_loaded)):
+                             (self.client.model_loaded, self._on_model_loaded),
+                             (self.client.failed, self._on_failed)):
             signal.disconnect(slot)
 
     # ------------------------------------------------------------------ images
@@ -170,7 +174,8 @@ class Session(LayerEdits, QObject):
         for next_id in ahead:
             record = self.project.ensure_image_info(next_id)
             if record.error is None and record.content_hash:
-                refs.append(ImageRef(self.project.image_file(record), record.content_hash))
+                refs.append(ImageRef(self.project.image_file(record),
+                                     self.project.embedding_key(record)))
         return refs
 
     @guarded("open image")
@@ -205,7 +210,7 @@ class Session(LayerEdits, QObject):
         self.view.set_image(rgb)
         if record.width and record.height and rgb.shape[:2] != (record.height, record.width):
             self.view.set_image_size(record.width, record.height)
-        self.ref = ImageRef(self.project.image_file(record), record.content_hash or "")
+        self.ref = ImageRef(self.project.image_file(record), self.project.embedding_key(record))
         self.embedding = "queued"
         self.client.focus(self.ref)
         self._refresh_layers()
@@ -305,6 +310,7 @@ class Session(LayerEdits, QObject):
             return
         self.clear_prompts()
         self._pending = self.client.detect(self.ref, text, box_threshold, text_threshold)
+        self._detecting = self._pending
 
     def accept(self, indices: list[int] | None = None) -> list[int]:
         """Turn the shown candidate into a layer (Enter), or the text candidates
@@ -451,16 +457,36 @@ class Session(LayerEdits, QObject):
         self._pending = None
         found = result.detections
         self.candidates = []
+        empty = 0
         if result.prediction is not None:
             best = result.prediction.best()
             for i, phrase in enumerate(found.phrases):
-                self.candidates.append(Candidate(result.prediction.masks[i, best[i]],
-                                                 float(found.scores[i]), None, phrase or "object"))
+                mask = result.prediction.masks[i, best[i]]
+                if not mask.any():
+                    empty += 1  # a box the segmenter found nothing in: never a layer
+                    continue
+                self.candidates.append(Candidate(mask, float(found.scores[i]), None,
+                                                 phrase or "object"))
         self.candidate_index = 0
         self._show_candidate()
         self.detections_changed.emit([(c.phrase, c.score) for c in self.candidates])
+        self._detecting = None
+        left_out = f" ({empty} boxes with an empty mask left out)" if empty else ""
         if not self.candidates:
-            self.message.emit(f"Nothing found for {result.text!r}")
+            self.message.emit(f"Nothing found for {result.text!r}{left_out}")
+            self.detect_state.emit(f"Nothing found for {result.text!r}{left_out}.")
+        else:
+            count = len(self.candidates)
+            self.detect_state.emit(f"Found {count} object{'s' * (count != 1)} for "
+                                   f"{result.text!r}{left_out}.")
+
+    def _on_failed(self, failure: Any) -> None:
+        """A request failed (the window shows why): stop waiting for it."""
+        if failure.request_id == self._pending:
+            self._pending = None
+        if failure.request_id == self._detecting:
+            self._detecting = None
+            self.detect_state.emit(f"Not found: {failure.message}")
 
     @guarded("embedding state")
     def _on_embedding(self, state: EmbeddingState) -> None:

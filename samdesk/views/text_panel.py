@@ -4,13 +4,16 @@
 image with the phrase; each object found becomes a candidate mask, listed here
 with its phrase and score and ticked. "Accept all" turns every candidate into
 a mask layer labelled by its phrase; "Accept ticked" keeps only the ticked
-ones. Clicking a row shows that candidate on the canvas. The panel only
-emits requests; the session does the work.
+ones. Clicking a row shows that candidate on the canvas. Enter in the phrase
+box runs Find (the window's Enter, accept, does not take it). The panel only
+emits requests; the session does the work, and :meth:`TextPanel.set_state`
+replaces "Looking for…" with the outcome.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
@@ -38,6 +41,18 @@ def _threshold(value: float) -> QDoubleSpinBox:
     return spin
 
 
+class PhraseEdit(QLineEdit):
+    """A line edit that keeps Return and Enter for itself (window shortcuts use them)."""
+
+    def event(self, event: QEvent) -> bool:
+        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent)
+                and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+                and not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier):
+            event.accept()
+            return True
+        return super().event(event)
+
+
 class TextPanel(QDockWidget):
     """Phrase + box threshold + text threshold + find; accept all or the ticked ones."""
 
@@ -48,7 +63,7 @@ class TextPanel(QDockWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Text prompt", parent)
         self.setObjectName("text_panel")
-        self.phrase = QLineEdit()
+        self.phrase = PhraseEdit()
         self.phrase.setPlaceholderText("e.g. dog . red car")
         self.box_threshold = _threshold(DEFAULT_BOX_THRESHOLD)
         self.text_threshold = _threshold(DEFAULT_TEXT_THRESHOLD)
