@@ -24,5 +24,18 @@ class ProjectLockedError(ProjectError):
     """Another samdesk process has this project open."""
 
 
+class StoreWriteError(ProjectError):
+    """A write to the project store failed and was rolled back: nothing of it was saved."""
+
+
+class StoreFullError(StoreWriteError):
+    """The disk holding the project store is full; the message names the store file."""
+
+
+class StoreLockedError(StoreWriteError):
+    """Another program holds a lock on the store file for longer than samdesk waits."""
+
+
+
 class FormatError(SamdeskError):
     """An input file (COCO JSON, checkpoint...) is not what it should be."""

@@ -1,17 +1,37 @@
-"""Undo and redo of project edits, independent of how an edit was made.
+"""Undo and redo of project edits, independent of how an edit was made, kept in the store.
 
 Every edit is recorded as row snapshots: for each changed row of the project
 store, its values before and after (``None`` when the row did not exist).
 Undo writes the ``before`` values back, redo the ``after`` values. Because an
 entry is data, not code, a click, a brush stroke, an import or a relabel are
-all undone the same way.
+all undone the same way. A row that was edited (not added or deleted) keeps
+only the columns the edit changed, so undo leaves the others (an image's size
+or hash, read later) as they are.
+
+Both stacks live in the project store's ``history`` table
+(:data:`samdesk.storage.HISTORY_TABLE`), written in the same transaction as
+the edit, the undo or the redo they record: undo and redo survive closing the
+project and a crash (``kill -9``), and a failed commit leaves the history as
+it was. The history is bounded: it keeps the newest :data:`MAX_EDITS` (500)
+edits, dropping the oldest first once there are more or once the kept edits
+take more than :data:`MAX_BYTES` (64 MiB) of JSON; the newest edit is always
+kept, whatever its size.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+MAX_EDITS = 500
+"""The most undo steps kept per project."""
+MAX_BYTES = 64 * 1024 * 1024
+"""The most bytes of stored undo steps (their JSON) kept per project."""
 
 Row = dict[str, Any]
 
@@ -49,62 +69,154 @@ class HistoryEntry:
 
 
 ApplyRow = Callable[[str, int, Row | None], None]
-"""Writes one row to the store: ``(table, row_id, values or None to delete)``."""
+"""Writes one row to the store: ``(table, row_id, values or None to delete)``.
+
+``values`` holds every column for a row that does not exist, only the columns
+to change for one that does."""
+
+
+def _to_json(value: object) -> object:
+    if isinstance(value, bytes):
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    raise TypeError(f"cannot keep a {type(value).__name__} in the undo history")
+
+
+def _from_json(obj: dict[str, Any]) -> object:
+    if len(obj) == 1 and "$bytes" in obj:
+        return base64.b64decode(obj["$bytes"])
+    return obj
+
+
+def encode_changes(changes: list[RowChange]) -> str:
+    """``changes`` as JSON text; an edited row keeps only the columns that changed."""
+    items = []
+    for change in changes:
+        before, after = change.before, change.after
+        if before is not None and after is not None:
+            keys = [k for k in after if k not in before or before[k] != after[k]]
+            before = {k: before.get(k) for k in keys}
+            after = {k: after[k] for k in keys}
+        items.append([change.table, change.row_id, before, after])
+    return json.dumps(items, default=_to_json, separators=(",", ":"))
+
+
+def decode_changes(text: str) -> list[RowChange]:
+    """The changes :func:`encode_changes` wrote."""
+    items = json.loads(text, object_hook=_from_json)
+    return [RowChange(table, int(row_id), before, after) for table, row_id, before, after in items]
 
 
 class History:
-    """A bounded undo stack and a redo stack of :class:`HistoryEntry`."""
+    """The undo and redo stacks of one project, kept in its store's ``history`` table.
 
-    def __init__(self, limit: int = 500) -> None:
+    ``connection`` returns the project's connection; :meth:`push`,
+    :meth:`undo` and :meth:`redo` run inside the caller's write transaction.
+    ``limit`` and ``max_bytes`` bound the undo stack (see the module docstring);
+    the redo stack only ever holds edits taken from it.
+    """
+
+    def __init__(self, connection: Callable[[], sqlite3.Connection],
+                 mutex: threading.RLock | None = None, limit: int = MAX_EDITS,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.limit = limit
-        self._undo: list[HistoryEntry] = []
-        self._redo: list[HistoryEntry] = []
+        self.max_bytes = max_bytes
+        self._connection = connection
+        self._mutex = mutex or threading.RLock()
 
     def push(self, entry: HistoryEntry) -> None:
-        """Record a new edit; it clears the redo stack."""
+        """Record a new edit; it clears the redo stack and drops edits past the bound."""
         changes = entry.merged_changes()
         if not changes:
             return
-        self._undo.append(HistoryEntry(entry.description, changes))
-        del self._undo[: max(0, len(self._undo) - self.limit)]
-        self._redo.clear()
+        text = encode_changes(changes)
+        with self._mutex:
+            conn = self._in_transaction()
+            conn.execute("DELETE FROM history WHERE stack='redo'")
+            conn.execute("INSERT INTO history (seq, stack, bytes, description, changes) "
+                         "VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM history), "
+                         "'undo', ?, ?, ?)", (len(text), entry.description, text))
+            self._trim(conn)
+
+    def _trim(self, conn: sqlite3.Connection) -> None:
+        count, total = conn.execute("SELECT COUNT(*), TOTAL(bytes) FROM history "
+                                    "WHERE stack='undo'").fetchone()
+        if count <= self.limit and total <= self.max_bytes:
+            return
+        kept, size, cut = 0, 0, None
+        for seq, nbytes in conn.execute("SELECT seq, bytes FROM history WHERE stack='undo' "
+                                        "ORDER BY seq DESC"):
+            if kept and (kept >= self.limit or size + nbytes > self.max_bytes):
+                cut = seq
+                break
+            kept, size = kept + 1, size + nbytes
+        if cut is not None:
+            conn.execute("DELETE FROM history WHERE stack='undo' AND seq<=?", (cut,))
+
+    def _in_transaction(self) -> sqlite3.Connection:
+        conn = self._connection()
+        assert conn.in_transaction, "history is written inside the edit's transaction"
+        return conn
+
+    def _top(self, stack: str, columns: str = "seq, description, changes") -> Any:
+        """The ``columns`` of the newest entry on ``stack``, or None."""
+        with self._mutex:
+            try:
+                return self._connection().execute(
+                    f"SELECT {columns} FROM history WHERE stack=? ORDER BY seq DESC LIMIT 1",
+                    (stack,)).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # an older store, opened read-only
+                    return None
+                raise
+
+    def _description(self, stack: str) -> str | None:
+        found = self._top(stack, "description")
+        return None if found is None else str(found[0])
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._undo)
+        return self._description("undo") is not None
 
     @property
     def can_redo(self) -> bool:
-        return bool(self._redo)
+        return self._description("redo") is not None
 
     @property
     def undo_text(self) -> str | None:
-        return self._undo[-1].description if self._undo else None
+        return self._description("undo")
 
     @property
     def redo_text(self) -> str | None:
-        return self._redo[-1].description if self._redo else None
+        return self._description("redo")
 
     def undo(self, apply: ApplyRow) -> HistoryEntry | None:
         """Write back the ``before`` rows of the last edit, newest change first."""
-        if not self._undo:
-            return None
-        entry = self._undo.pop()
-        for change in reversed(entry.changes):
-            apply(change.table, change.row_id, change.before)
-        self._redo.append(entry)
-        return entry
+        return self._step("undo", "redo", apply)
 
     def redo(self, apply: ApplyRow) -> HistoryEntry | None:
         """Write again the ``after`` rows of the last undone edit, oldest first."""
-        if not self._redo:
-            return None
-        entry = self._redo.pop()
-        for change in entry.changes:
-            apply(change.table, change.row_id, change.after)
-        self._undo.append(entry)
-        return entry
+        return self._step("redo", "undo", apply)
+
+    def _step(self, source: str, target: str, apply: ApplyRow) -> HistoryEntry | None:
+        """Apply the top entry of ``source`` and move it on top of ``target``."""
+        with self._mutex:
+            found = self._top(source)
+            if found is None:
+                return None
+            conn = self._in_transaction()
+            seq, description, text = found
+            entry = HistoryEntry(description, decode_changes(text))
+            if source == "undo":
+                for change in reversed(entry.changes):
+                    apply(change.table, change.row_id, change.before)
+            else:
+                for change in entry.changes:
+                    apply(change.table, change.row_id, change.after)
+            conn.execute("UPDATE history SET stack=?, seq=(SELECT MAX(seq) + 1 FROM history) "
+                         "WHERE seq=?", (target, seq))
+            return entry
 
     def clear(self) -> None:
-        self._undo.clear()
-        self._redo.clear()
+        """Forget every undo and redo step (one statement, so all or nothing)."""
+        with self._mutex:
+            self._connection().execute("DELETE FROM history")

@@ -25,6 +25,7 @@ from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
 from samdesk.project_scan import ImageListing
 from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store, use_wal
+from samdesk.transaction import write_transaction
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,10 @@ class Project(ImageListing, LabelsAndLayers):
         self.db_path = db_path
         self.store_note = note
         self.read_only = read_only
-        self.history = History()
         self._conn = conn
         self._lock = lock
         self._mutex = threading.RLock()
+        self.history = History(lambda: self._conn, self._mutex)
         self._entry: HistoryEntry | None = None
         self._touched: tuple[set[str], set[int]] = (set(), set())
         self._listeners: list[Callable[[ProjectEvent], None]] = []
@@ -119,26 +120,41 @@ class Project(ImageListing, LabelsAndLayers):
     # ------------------------------------------------------------ transactions
     @contextmanager
     def batch(self, description: str) -> Iterator[HistoryEntry]:
-        """Group the edits made inside into one transaction and one undo step."""
+        """Group the edits made inside into one transaction and one undo step.
+
+        The undo step is written in the same transaction. If anything fails,
+        the store, the history and the kept image list are as before and no
+        listener hears of it; a full disk or a store locked by another program
+        raises a :class:`~samdesk.errors.StoreWriteError` naming the store file.
+        """
         if self.read_only:
             raise ProjectError(f"{self.folder}: project is open read-only")
         with self._mutex:
             if self._entry is not None:  # nested: join the outer edit
                 yield self._entry
                 return
-            self._entry = HistoryEntry(description)
+            entry = self._entry = HistoryEntry(description)
             self._touched = (set(), set())
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._entry
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                with self._write():
+                    yield entry
+                    self.history.push(entry)
+            finally:
                 self._entry = None
-                raise
-            entry, self._entry = self._entry, None
-            self.history.push(entry)
-        self._emit(*self._touched)
+            touched, self._touched = self._touched, (set(), set())
+        self._emit(*touched)
+
+    @contextmanager
+    def _write(self, what: str = "the edit") -> Iterator[None]:
+        """One write transaction (:func:`~samdesk.transaction.write_transaction`);
+        a failed one also drops the kept image list, which may hold its rows."""
+        try:
+            with write_transaction(self._conn, self.db_path, what):
+                yield
+        except BaseException:
+            self._image_list = None
+            self._touched = (set(), set())
+            raise
 
     def _record(self, table: str, row_id: int, before: Row | None, after: Row | None) -> None:
         """Write one row inside the current batch and remember it for undo."""
@@ -159,10 +175,13 @@ class Project(ImageListing, LabelsAndLayers):
                 image_ids.add(int(row["id"]))
 
     def _write_row(self, table: str, row_id: int, values: Row | None) -> None:
+        """Delete the row (``values`` None), update the columns in ``values``, or insert it."""
         if values is None:
             self._conn.execute(f"DELETE FROM {table} WHERE id=?", (row_id,))
             return
-        columns = [c for c in TABLE_COLUMNS[table] if c != "id"]
+        columns = [c for c in TABLE_COLUMNS[table] if c != "id" and c in values]
+        if not columns:
+            return
         sets = ", ".join(f"{c}=?" for c in columns)
         params = [values[c] for c in columns]
         cur = self._conn.execute(f"UPDATE {table} SET {sets} WHERE id=?", (*params, row_id))
@@ -195,21 +214,23 @@ class Project(ImageListing, LabelsAndLayers):
         if self.read_only:
             raise ProjectError(f"{self.folder}: project is open read-only")
         with self._mutex:
+            if self._entry is not None:
+                raise ProjectError("undo and redo cannot run inside an edit")
             self._touched = (set(), set())
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write("the undo" if step == self.history.undo else "the redo"):
                 entry = step(self._replay_row)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        self._emit(*self._touched)
+            touched, self._touched = self._touched, (set(), set())
+        self._emit(*touched)
         return entry.description if entry else None
 
     def _replay_row(self, table: str, row_id: int, values: Row | None) -> None:
-        before = self._conn.execute(f"SELECT * FROM {table} WHERE id=?", (row_id,)).fetchone()
+        found = self._conn.execute(f"SELECT * FROM {table} WHERE id=?", (row_id,)).fetchone()
+        before = None if found is None else dict(found)
+        if before is None and values is not None and "id" not in values:
+            return  # an edit of a row deleted since by something undo does not cover
         self._write_row(table, row_id, values)
-        self._note(table, dict(before) if before else None, values)
+        after = None if values is None else {**(before or {}), **values}
+        self._note(table, before, after)
 
     # ------------------------------------------------------------------ images
     def image(self, image_id: int) -> ImageRecord:

@@ -24,7 +24,11 @@ import platformdirs
 
 from samdesk.errors import ProjectError, ProjectLockedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The store layout this samdesk writes; :data:`MIGRATIONS` takes an older store up to it."""
+BUSY_TIMEOUT_MS = 750
+"""How long a write waits for another program's lock on the store before it gives up
+with :class:`~samdesk.errors.StoreLockedError`: short, as the window writes on its GUI thread."""
 STORE_DIRNAME = ".samdesk"
 DB_NAME = "project.sqlite"
 
@@ -74,6 +78,26 @@ CREATE TABLE IF NOT EXISTS batch_runs (
     PRIMARY KEY (signature, image_id)
 );
 """
+
+HISTORY_TABLE = """
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY,
+    stack TEXT NOT NULL CHECK (stack IN ('undo', 'redo')),
+    bytes INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    changes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_stack ON history(stack, seq, bytes);
+"""
+"""The undo and redo stacks (:mod:`samdesk.history`): one row per edit, newest ``seq`` on top."""
+
+MIGRATIONS: dict[int, str] = {
+    2: HISTORY_TABLE,  # schema 1 -> 2: the undo history is kept in the store (issue 9.10)
+}
+"""SQL that takes a store from version ``v - 1`` to ``v``, for each ``v`` up to
+:data:`SCHEMA_VERSION`; each step runs in one transaction with its version bump.
+A new store is made at version 1 (:data:`SCHEMA`) and then takes every step. Add a
+table or column here, never in :data:`SCHEMA`, and bump :data:`SCHEMA_VERSION`."""
 
 TABLE_COLUMNS = {
     "images": ("id", "path", "position", "width", "height", "hash", "mtime", "fsize",
@@ -198,7 +222,7 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA synchronous=FULL")
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not read_only:
             _migrate(conn, db_path)
         return conn
@@ -212,13 +236,22 @@ def use_wal(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
-    conn.executescript(f"BEGIN;{SCHEMA}INSERT OR IGNORE INTO meta "  # one commit for a new store
-                       f"VALUES ('schema_version', '{SCHEMA_VERSION}');COMMIT;")
+    """Create the tables of a new store (schema 1), then run :data:`MIGRATIONS` up to date."""
+    conn.executescript(f"BEGIN;{SCHEMA}INSERT OR IGNORE INTO meta "
+                       "VALUES ('schema_version', '1');COMMIT;")  # SCHEMA is version 1
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if int(row[0]) > SCHEMA_VERSION:
         raise ProjectError(
             f"{db_path} was written by a newer samdesk (schema {row[0]}); please upgrade"
         )
+    _upgrade(conn, int(row[0]))
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Take a store at ``version`` to :data:`SCHEMA_VERSION`, one migration per transaction."""
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        conn.executescript(f"BEGIN;{MIGRATIONS[step]}UPDATE meta SET value='{step}' "
+                           "WHERE key='schema_version';COMMIT;")
 
 
 # ------------------------------------------------------------- image listing

@@ -75,3 +75,12 @@ def test_sigkill_while_writing_loses_no_committed_edit(tmp_path):
         assert singles_and_batches % 50 in (0, 1)
         first = masks.decode(layers[0].rle)
         assert first[0, :].all() and first[:, 0].all() and first.sum() == 80 + 60 - 1
+        # the undo history survived the kill with the edits: undoing every step
+        # takes the project back to no masks and no labels, redo brings them back
+        undone = 0
+        while project.undo() is not None:
+            undone += 1
+        assert project.annotations() == [] and project.labels() == []
+        while project.redo() is not None:
+            undone -= 1
+        assert undone == 0 and len(project.annotations()) == len(layers)
