@@ -36,6 +36,5 @@ class StoreLockedError(StoreWriteError):
     """Another program holds a lock on the store file for longer than samdesk waits."""
 
 
-
 class FormatError(SamdeskError):
     """An input file (COCO JSON, checkpoint...) is not what it should be."""
