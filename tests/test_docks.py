@@ -184,3 +184,54 @@ def test_status_bar_estimates_encode_progress_from_the_last_encode(qtbot, monkey
     clock[0] += 10.0
     bar._tick()
     assert "~99%" in bar.embedding.text()  # a slow encode never claims 100%
+
+
+def test_model_dialog_registers_a_fine_tuned_checkpoint_once_asked(
+        qtbot, tmp_path, monkeypatch) -> None:
+    from samdesk.inference import models
+    from samdesk.views.model_dialog import ModelChoice, ModelDialog
+
+    monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))
+    tuned = tmp_path / "sam_vit_b_tuned.pth"
+    tuned.write_bytes(b"PK\x03\x04" + b"\0" * 1000)  # a zip-style checkpoint, not the official
+    dialog = ModelDialog(ModelChoice())
+    qtbot.addWidget(dialog)
+    asked = []
+    monkeypatch.setattr(dialog, "ask_fine_tuned", lambda name, path: asked.append(name) or False)
+    dialog.add_file("sam_vit_b", tuned)
+    qtbot.waitUntil(lambda: bool(asked) and dialog.job is None, timeout=10000)
+    assert "not added" in dialog.state.text() and "--force" not in dialog.state.text()
+    assert models.installed("sam_vit_b") is None
+
+    monkeypatch.setattr(dialog, "ask_fine_tuned", lambda name, path: asked.append(name) or True)
+    dialog.add_file("sam_vit_b", tuned)
+    qtbot.waitUntil(lambda: len(asked) == 2 and dialog.job is None
+                    and "fine-tuned" in dialog.state.text(), timeout=10000)
+    assert dialog.state.text().endswith(": done")
+    assert models.installed("sam_vit_b") == tuned.resolve()
+    rows = {dialog.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole):
+            dialog.tree.topLevelItem(i).text(2) for i in range(dialog.tree.topLevelItemCount())}
+    assert rows["sam_vit_b"] == str(tuned.resolve())
+
+
+def test_model_dialog_keeps_the_selected_row_after_a_failed_fetch(
+        qtbot, tmp_path, monkeypatch) -> None:
+    from samdesk.inference.base import EngineError
+    from samdesk.views import model_dialog
+    from samdesk.views.model_dialog import ModelChoice, ModelDialog
+
+    monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))
+
+    def offline(name, progress, cancelled):
+        raise EngineError("https://example.invalid/sam.pth: no network")
+
+    monkeypatch.setattr(model_dialog, "fetch_files", offline)
+    dialog = ModelDialog(ModelChoice())
+    qtbot.addWidget(dialog)
+    row = next(dialog.tree.topLevelItem(i) for i in range(dialog.tree.topLevelItemCount())
+               if dialog.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole) == "sam_vit_l")
+    dialog.tree.setCurrentItem(row)
+    qtbot.mouseClick(dialog.fetch_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dialog.job is None and "no network" in dialog.state.text(),
+                    timeout=10000)
+    assert dialog.selected_name() == "sam_vit_l"

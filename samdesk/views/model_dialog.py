@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QTreeWidget,
@@ -36,7 +37,8 @@ from PySide6.QtWidgets import (
 
 from samdesk.inference import models, paths, registry
 from samdesk.inference.base import EngineError
-from samdesk.inference.fetch import fetch, format_bytes
+from samdesk.inference.fetch import fetch, format_bytes, sha256_file
+from samdesk.inference.models import _CHECKPOINT_MAGIC
 from samdesk.inference.registry import DETECTOR, SEGMENTER
 from samdesk.views.export_dialog import BackgroundJob, JobCancelled
 
@@ -106,6 +108,33 @@ def fetch_files(name: str, progress: Callable[[int, int], None],
     return [fetch(url, dest, size, sha, progress=step) for url, dest, size, sha in wanted]
 
 
+def differs_from_official(name: str, path: Path) -> bool:
+    """True when ``path`` looks like a PyTorch checkpoint but is not the official
+    file of ``name`` (another size, or another sha256 where one is known)."""
+    spec = registry.MODELS[name]
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(4).startswith(_CHECKPOINT_MAGIC):
+                return False
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if spec.size is not None and size != spec.size:
+        return True
+    return spec.sha256 is not None and sha256_file(path) != spec.sha256
+
+
+def add_checked(name: str, path: Path) -> Path | None:
+    """Register ``path`` as the official checkpoint of ``name``; None (nothing
+    registered) when it is a checkpoint that differs: a fine-tuned one, maybe."""
+    try:
+        return models.add(name, path)
+    except EngineError:
+        if differs_from_official(name, path):
+            return None
+        raise
+
+
 class ModelDialog(QDialog):
     """Choose engine, device and detector; fetch or add checkpoints."""
 
@@ -159,8 +188,9 @@ class ModelDialog(QDialog):
         self.refresh(choice)
 
     def refresh(self, choice: ModelChoice | None = None) -> None:
-        """Re-read what is installed and fill the list and the combos."""
+        """Re-read what is installed and fill the list and the combos (the selected row stays)."""
         choice = choice or self.choice()
+        selected = self.selected_name()
         self.tree.clear()
         self.segmenter.clear()
         self.detector.clear()
@@ -172,6 +202,8 @@ class ModelDialog(QDialog):
             item = QTreeWidgetItem([spec.title, spec.kind, where])
             item.setData(0, NAME_ROLE, spec.name)
             self.tree.addTopLevelItem(item)
+            if spec.name == selected:
+                self.tree.setCurrentItem(item)
             if available(spec.name):
                 combo = self.detector if spec.kind == DETECTOR else self.segmenter
                 combo.addItem(spec.title, spec.name)
@@ -189,7 +221,9 @@ class ModelDialog(QDialog):
         return None if item is None else str(item.data(0, NAME_ROLE))
 
     # ------------------------------------------------------------- background
-    def _run(self, title: str, work: Callable[..., Any]) -> None:
+    def _run(self, title: str, work: Callable[..., Any],
+             then: Callable[[Any], None] | None = None) -> None:
+        """Run ``work(progress, cancelled)`` on a thread; ``then(result)`` after it succeeds."""
         if self.job is not None:
             return
         self.fetch_button.setEnabled(False)
@@ -199,9 +233,14 @@ class ModelDialog(QDialog):
         self.state.setText(title)
         self.job = BackgroundJob(work, self)
         self.job.progressed.connect(self._progressed)
-        self.job.succeeded.connect(lambda _result: self._finished(f"{title}: done"))
+        self.job.succeeded.connect(lambda result: self._succeeded(title, result, then))
         self.job.failed.connect(lambda message: self._finished(f"{title}: {message}"))
         self.job.start()
+
+    def _succeeded(self, title: str, result: Any, then: Callable[[Any], None] | None) -> None:
+        self._finished(f"{title}: done")
+        if then is not None:
+            then(result)
 
     def _progressed(self, done: int, total: int) -> None:
         if total > 0:
@@ -240,8 +279,31 @@ class ModelDialog(QDialog):
             self.add_file(name, Path(path))
 
     def add_file(self, name: str, path: Path) -> None:
-        """Register ``path`` as the checkpoint of ``name`` (checked off the GUI thread)."""
-        self._run(f"Adding {path.name}", lambda progress, cancelled: models.add(name, path))
+        """Register ``path`` as the checkpoint of ``name`` (checked off the GUI thread).
+
+        A checkpoint that differs from the official file is registered as a
+        fine-tuned one once the person says so (:meth:`ask_fine_tuned`).
+        """
+        def added(result: Path | None) -> None:
+            if result is not None:
+                return
+            self.state.setText(f"{path.name} differs from the official {name} file")
+            if not self.ask_fine_tuned(name, path):
+                self.state.setText(f"{path.name} not added: it is not the official {name} file")
+                return
+            self._run(f"Adding {path.name} as a fine-tuned {name}",
+                      lambda progress, cancelled: models.add(name, path, force=True))
+
+        self._run(f"Adding {path.name}", lambda progress, cancelled: add_checked(name, path),
+                  added)
+
+    def ask_fine_tuned(self, name: str, path: Path) -> bool:
+        """Ask whether ``path``, not the official file of ``name``, is a fine-tuned one."""
+        answer = QMessageBox.question(
+            self, "Add checkpoint",
+            f"{path.name} differs from the official {name} checkpoint.\n"
+            "Use it as a fine-tuned one?")
+        return answer == QMessageBox.StandardButton.Yes
 
     def done(self, result: int) -> None:  # noqa: D401 (Qt name)
         """Close, cancelling a download in flight (its .part file stays)."""
