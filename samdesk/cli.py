@@ -21,6 +21,7 @@ from samdesk.errors import SamdeskError
 
 COMMAND_MODULES = (
     "samdesk.commands.project",
+    "samdesk.commands.store",
     "samdesk.inference.commands",
 )
 

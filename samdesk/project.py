@@ -20,11 +20,20 @@ from typing import Any
 
 from samdesk import imagefiles, images, rows
 from samdesk.annotations import ImageRecord, ImageStatus
+from samdesk.backups import BackupKeeper
 from samdesk.errors import ImageReadError, ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
+from samdesk.project_merge import SpareMerging, refuse_lost_store
 from samdesk.project_scan import ImageListing
-from samdesk.storage import TABLE_COLUMNS, ProjectLock, connect, locate_store, use_wal
+from samdesk.storage import (
+    TABLE_COLUMNS,
+    ProjectLock,
+    connect,
+    connect_memory,
+    locate_store,
+    use_wal,
+)
 from samdesk.transaction import write_transaction
 
 
@@ -36,7 +45,7 @@ class ProjectEvent:
     image_ids: frozenset[int]
 
 
-class Project(ImageListing, LabelsAndLayers):
+class Project(ImageListing, LabelsAndLayers, SpareMerging):
     """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
@@ -52,26 +61,49 @@ class Project(ImageListing, LabelsAndLayers):
         self._entry: HistoryEntry | None = None
         self._touched: tuple[set[str], set[int]] = (set(), set())
         self._listeners: list[Callable[[ProjectEvent], None]] = []
+        self.read_only_reason = "opened read-only"
+        self._unsaved = False  # a store in memory: nothing is written (see open's create)
+        self._backups: BackupKeeper | None = None
 
     # ----------------------------------------------------------- open / close
     @classmethod
-    def open(cls, folder: str | Path, *, read_only: bool = False, scan: bool = True) -> Project:
+    def open(cls, folder: str | Path, *, read_only: bool = False, scan: bool = True,
+             create: bool = True) -> Project:
         """Open ``folder`` as a project, listing its images without decoding them.
 
         A second process opening the same project for writing gets
         :class:`~samdesk.errors.ProjectLockedError`; ``read_only=True`` opens
-        an existing project without the lock and refuses edits.
+        an existing project without the lock and refuses edits. A folder that
+        cannot be written opens its project read-only too (``store_note``
+        says so). ``create=False`` writes nothing where the folder has no
+        project yet: its images are listed into a store held in memory, and
+        edits are refused. A spare store kept in the user data folder while
+        the folder was read-only is merged in (one undoable edit).
         """
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise ProjectError(f"{folder}: not a folder")
         folder = folder.resolve()
-        location = locate_store(folder)
-        if read_only:
+        location = locate_store(folder, create=create and not read_only)
+        if not location.exists:
+            refuse_lost_store(location.db_path, folder)
+            if read_only:
+                raise ProjectError(f"{folder}: no samdesk project here yet")
+            project = cls(folder, connect_memory(), None, location.db_path,
+                          f"{folder} has no samdesk project yet; nothing was written", False)
+            project._unsaved = True
+            if scan:
+                project.rescan()
+            return project
+        if read_only or location.read_only:
             if not location.db_path.exists():
                 raise ProjectError(f"{folder}: no samdesk project here yet")
             conn = connect(location.db_path, read_only=True)
-            return cls(folder, conn, None, location.db_path, location.note, True)
+            project = cls(folder, conn, None, location.db_path, location.note, True)
+            if location.read_only:
+                project.read_only_reason = "the folder cannot be written"
+            return project
+        refuse_lost_store(location.db_path, folder)
         lock = ProjectLock(location.db_path.parent / "lock", folder)
         lock.acquire()
         try:
@@ -84,6 +116,9 @@ class Project(ImageListing, LabelsAndLayers):
             if scan:
                 project.rescan()
             use_wal(conn)  # a new store writes its first scan with a rollback journal
+            if location.spare is not None:
+                project.store_note = project.merge_spare(location.spare)
+            project._backups = BackupKeeper(location.db_path)
         except BaseException:
             project.close()
             raise
@@ -91,12 +126,24 @@ class Project(ImageListing, LabelsAndLayers):
 
     def close(self) -> None:
         with self._mutex:
+            if self._backups is not None:
+                self._backups.stop()  # a copy under way finishes first
+                self._backups = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None  # type: ignore[assignment]
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+
+    def _refuse_edit(self) -> None:
+        """Raise the one line for an edit this project cannot save, if it cannot."""
+        if self._unsaved:
+            raise ProjectError(f"{self.folder} has no samdesk project yet and was opened "
+                               "only to read; the edit was not saved")
+        if self.read_only:
+            raise ProjectError(f"{self.folder}: the project is open read-only "
+                               f"({self.read_only_reason}); the edit was not saved")
 
     def __enter__(self) -> Project:
         return self
@@ -127,8 +174,7 @@ class Project(ImageListing, LabelsAndLayers):
         listener hears of it; a full disk or a store locked by another program
         raises a :class:`~samdesk.errors.StoreWriteError` naming the store file.
         """
-        if self.read_only:
-            raise ProjectError(f"{self.folder}: project is open read-only")
+        self._refuse_edit()
         with self._mutex:
             if self._entry is not None:  # nested: join the outer edit
                 yield self._entry
@@ -211,8 +257,7 @@ class Project(ImageListing, LabelsAndLayers):
         return self._replay(self.history.redo)
 
     def _replay(self, step: Callable[..., HistoryEntry | None]) -> str | None:
-        if self.read_only:
-            raise ProjectError(f"{self.folder}: project is open read-only")
+        self._refuse_edit()
         with self._mutex:
             if self._entry is not None:
                 raise ProjectError("undo and redo cannot run inside an edit")

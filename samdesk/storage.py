@@ -3,26 +3,35 @@
 The database is ``FOLDER/.samdesk/project.sqlite`` in WAL mode with
 ``synchronous=FULL``: each edit is one committed transaction, so killing the
 process at any moment loses nothing that was committed (a new store writes
-its first scan with the rollback journal, as atomic, then turns to WAL). A folder that cannot
-be written keeps its database under the user data directory instead. One
+its first scan with the rollback journal, as atomic, then turns to WAL). A
+read-only folder with a store opens it read-only; one without keeps a spare
+store under the user data directory, merged into the folder's own once the
+folder can be written (:func:`locate_store`). A store that is empty, not
+SQLite, damaged or of an unknown schema is refused with one line
+(:mod:`samdesk.store_checks`); :mod:`samdesk.backups` keeps copies. One
 process at a time may write a project: the first holds an OS file lock and a
 second is refused with a message naming the holder's pid.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import platformdirs
 
-from samdesk.errors import ProjectError, ProjectLockedError
+from samdesk import store_checks
+from samdesk.errors import ProjectError, ProjectLockedError, StoreFullError, StoreLockedError
+from samdesk.transaction import store_error
 
 SCHEMA_VERSION = 2
 """The store layout this samdesk writes; :data:`MIGRATIONS` takes an older store up to it."""
@@ -110,18 +119,27 @@ TABLE_COLUMNS = {
 
 @dataclass(frozen=True)
 class StoreLocation:
-    """Where a project's database lives and why."""
+    """Where a project's database lives and why.
+
+    ``read_only``: the folder's own store exists but the folder cannot be
+    written, so it opens read-only. ``spare``: a store kept in the user data
+    folder for this folder while it was read-only, still to be merged into
+    ``db_path`` (None when there is none or ``db_path`` is that store).
+    ``exists``: False when there is no store yet (and none was made).
+    """
 
     db_path: Path
     in_folder: bool
     note: str | None = None
+    read_only: bool = False
+    spare: Path | None = None
+    exists: bool = True
 
 
-def _folder_writable(folder: Path) -> bool:
-    store = folder / STORE_DIRNAME
+def _dir_writable(folder: Path) -> bool:
+    """True when a file can be created in ``folder`` (a probe, removed at once)."""
     try:
-        store.mkdir(exist_ok=True)
-        probe = store / ".write-test"
+        probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
         return True
@@ -129,19 +147,53 @@ def _folder_writable(folder: Path) -> bool:
         return False
 
 
-def locate_store(folder: Path) -> StoreLocation:
-    """The database path for ``folder``: inside it, or in the user data dir if read-only."""
-    in_folder = folder / STORE_DIRNAME / DB_NAME
-    if in_folder.exists() and os.access(in_folder.parent, os.W_OK):
-        return StoreLocation(in_folder, True)
-    if _folder_writable(folder):
-        return StoreLocation(in_folder, True)
+def _folder_writable(folder: Path) -> bool:
+    store = folder / STORE_DIRNAME
+    try:
+        store.mkdir(exist_ok=True)
+    except OSError:
+        return False
+    return _dir_writable(store)
+
+
+def spare_store(folder: Path) -> Path:
+    """The database a read-only ``folder`` keeps in the user data folder (may not exist)."""
     key = hashlib.sha1(str(folder.resolve()).encode("utf-8")).hexdigest()[:16]
     data = Path(platformdirs.user_data_dir("samdesk", appauthor=False)) / "projects"
-    store = data / f"{folder.name or 'root'}-{key}"
-    store.mkdir(parents=True, exist_ok=True)
-    note = f"{folder} is not writable; project data is kept in {store}"
-    return StoreLocation(store / DB_NAME, False, note)
+    return data / f"{folder.name or 'root'}-{key}" / DB_NAME
+
+
+def locate_store(folder: Path, create: bool = True) -> StoreLocation:
+    """The database for ``folder``: its own, read-only if the folder is, or a spare one.
+
+    The folder's own ``.samdesk/project.sqlite`` is used whenever it exists;
+    when it cannot be written the project opens read-only. A folder without
+    one gets it, or, when the folder cannot be written, a spare store in the
+    user data folder, which is merged into the folder's own once that can be
+    written (:attr:`StoreLocation.spare`). With ``create=False`` nothing is
+    made: a folder with no store at all gives ``exists=False``.
+    """
+    in_folder = folder / STORE_DIRNAME / DB_NAME
+    spare = spare_store(folder)
+    has_spare = spare.exists()
+    if in_folder.exists():
+        if _dir_writable(in_folder.parent):
+            return StoreLocation(in_folder, True, spare=spare if has_spare else None)
+        note = f"{folder} is read-only: the project is open read-only and edits are not saved"
+        if has_spare:
+            note += (f" (work kept in {spare} while it was read-only is merged in when the "
+                     "folder can be written again)")
+        return StoreLocation(in_folder, True, note, read_only=True)
+    kept = (f"{folder} is not writable; project data is kept in {spare.parent} and merged "
+            "into the folder once it can be written")
+    if not create:
+        if has_spare:
+            return StoreLocation(spare, False, kept)
+        return StoreLocation(in_folder, True, exists=False)
+    if _folder_writable(folder):
+        return StoreLocation(in_folder, True, spare=spare if has_spare else None)
+    spare.parent.mkdir(parents=True, exist_ok=True)
+    return StoreLocation(spare, False, kept)
 
 
 class ProjectLock:
@@ -165,10 +217,13 @@ class ProjectLock:
                 f"{self.project} is already open in another samdesk (pid {holder}); "
                 "close it there first"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()).encode("ascii"))
-        fh.flush()
+        try:  # the holder's pid, for the message a second samdesk gets
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()).encode("ascii"))
+            fh.flush()
+        except OSError:  # a full disk: the lock holds all the same, the pid reads "unknown"
+            pass
         self._fh = fh
 
     def release(self) -> None:
@@ -210,13 +265,21 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
     than to the WAL and then copied into the file: equally atomic and durable
     with ``synchronous=FULL``, and about half the bytes written and synced.
     """
+    conn = None
     try:
-        if read_only:
-            uri = db_path.resolve().as_uri() + "?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        new = not read_only and not db_path.exists()
+        if new:
+            _create(db_path)
         else:
-            new = not db_path.exists()
+            store_checks.check_file(db_path)
+        if read_only:
+            conn = _connect_read_only(db_path)
+        else:
             conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        if not new:
+            store_checks.check_health(conn, db_path)
+            store_checks.check_version(conn, db_path, SCHEMA_VERSION)
+        if not read_only:
             if not new:
                 use_wal(conn)
             conn.execute("PRAGMA synchronous=FULL")
@@ -225,9 +288,74 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not read_only:
             _migrate(conn, db_path)
+        store_checks.check_columns(conn, db_path, TABLE_COLUMNS)
         return conn
-    except sqlite3.DatabaseError as exc:
-        raise ProjectError(f"{db_path}: cannot open the project database ({exc})") from exc
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            if store_checks.is_damage(exc):
+                raise store_checks.damaged(db_path, str(exc)) from exc
+            fault = store_error(exc, db_path, "nothing")  # a full disk, another program's lock
+            if isinstance(fault, StoreFullError):
+                raise StoreFullError(f"{db_path}: disk full: the project cannot be opened "
+                                     "until some space is freed") from exc
+            if isinstance(fault, StoreLockedError):
+                raise StoreLockedError(f"{db_path} is locked by another program; close it "
+                                       "there first") from exc
+            raise ProjectError(f"{db_path}: cannot open the project database ({exc})") from exc
+        raise
+
+
+def connect_memory() -> sqlite3.Connection:
+    """A store held in memory, with the current schema: nothing is written to disk."""
+    conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys=ON")
+    _migrate(conn, Path(":memory:"))
+    return conn
+
+
+def _create(db_path: Path) -> None:
+    """Make a new store with its tables under a temporary name, then move it in place:
+    a ``project.sqlite`` that exists always has them, so an empty one is damage."""
+    part = db_path.with_name(db_path.name + ".new")
+    part.unlink(missing_ok=True)
+    conn = sqlite3.connect(part, isolation_level=None)
+    try:
+        conn.execute("PRAGMA synchronous=FULL")
+        _migrate(conn, db_path)
+    finally:
+        conn.close()
+    os.replace(part, db_path)
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    """A read-only connection, also where the folder is read-only.
+
+    A WAL store opened read-only needs its ``-shm`` file, which cannot be
+    made in a read-only folder; then a store with no pending ``-wal`` is
+    opened as immutable, and one with a pending ``-wal`` is read from a copy
+    of both in a temporary folder (so nothing committed is hidden).
+    """
+    uri = db_path.resolve().as_uri()
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False,
+                           isolation_level=None)
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    wal = db_path.with_name(db_path.name + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False,
+                               isolation_level=None)
+    copy = Path(tempfile.mkdtemp(prefix="samdesk-readonly-")) / db_path.name
+    atexit.register(shutil.rmtree, copy.parent, True)
+    shutil.copyfile(db_path, copy)
+    shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    return sqlite3.connect(copy.as_uri() + "?mode=ro", uri=True, check_same_thread=False,
+                           isolation_level=None)
 
 
 def use_wal(conn: sqlite3.Connection) -> None:

@@ -36,9 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def open_for_reading(folder: Path) -> Project:
-    """Open for writing if we can, else read-only when another samdesk holds it."""
+    """Open for writing if we can, else read-only when another samdesk holds it.
+
+    A folder with no project yet is read without writing anything into it.
+    """
     try:
-        return Project.open(folder)
+        return Project.open(folder, create=False)
     except ProjectLockedError as exc:
         print(f"samdesk: note: {exc}; reading it read-only", file=sys.stderr)
         return Project.open(folder, read_only=True)
