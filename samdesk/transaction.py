@@ -21,6 +21,7 @@ rollback.
 from __future__ import annotations
 
 import errno
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ from samdesk.errors import StoreFullError, StoreLockedError, StoreWriteError
 
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 """SQLite's primary result codes (the low byte of an extended code)."""
+_FULL_BELOW = 256 * 1024
+"""Free bytes under which an I/O error on the store is taken for a full disk (SQLite
+reports a ``-shm`` or ``-wal`` file it cannot grow as a plain I/O error)."""
 
 
 def store_error(exc: BaseException, db_path: Path | str,
@@ -52,10 +56,20 @@ def store_error(exc: BaseException, db_path: Path | str,
         return StoreFullError(f"{db_path}: disk full: {what} was not saved")
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in text:
         return StoreLockedError(f"{db_path} is locked by another program; {what} was not saved")
+    if (primary == _SQLITE_IOERR or "disk i/o error" in text) and _nearly_full(db_path):
+        return StoreFullError(f"{db_path}: disk full: {what} was not saved")  # e.g. the -shm
     if primary == _SQLITE_IOERR or "disk i/o error" in text:
         return StoreWriteError(f"{db_path}: cannot be written (disk I/O error); "
                                f"{what} was not saved")
     return None
+
+
+def _nearly_full(db_path: Path | str) -> bool:
+    """True when the disk holding ``db_path`` has less room than a few SQLite pages."""
+    try:
+        return shutil.disk_usage(Path(db_path).parent).free < _FULL_BELOW
+    except OSError:
+        return False
 
 
 def rollback(conn: sqlite3.Connection, error: BaseException | None = None) -> None:

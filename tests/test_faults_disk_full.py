@@ -297,3 +297,41 @@ def test_import_onto_a_real_full_disk_says_so_and_loses_nothing(small_disk, tmp_
     assert snapshot(folder, tmp_path / "again.json", capsys) == (info_before, export_before)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def fill(disk: Path) -> Path:
+    """Write zeros to ``disk`` until it is full; the file that holds them."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(bytes(4096))
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_disk_full_to_the_last_byte_names_the_store(small_disk, tmp_path, capsys):
+    folder = make_folder(small_disk / "photos")
+    annotate(folder)
+    db = folder / ".samdesk" / "project.sqlite"
+    with Project.open(folder) as project:
+        before = layers(project)
+        filler = fill(small_disk)
+        noise = np.random.default_rng(2).random((30, 40)) > 0.5
+        with pytest.raises(StoreFullError, match=f"^{db}: disk full: the edit was not saved$"):
+            for _ in range(50):  # the first pages may still fit in the log
+                project.add_annotation(project.image_by_path("a.png").id, masks.encode(noise))
+        filler.unlink()
+        kept = layers(project)
+        assert kept[:len(before)] == before
+        project.add_annotation(project.image_by_path("a.png").id, masks.encode(noise))
+        assert project.undo() == "Add mask" and layers(project) == kept
+    filler = fill(small_disk)
+    capsys.readouterr()
+    assert main(["info", str(folder), "--json"]) == 2  # the store cannot even be opened
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"samdesk: error: {db}: disk full")
+    filler.unlink()
+    with Project.open(folder) as project:
+        assert layers(project) == kept
