@@ -181,9 +181,12 @@ def test_status_bar_estimates_encode_progress_from_the_last_encode(qtbot, monkey
     clock[0] += 1.0
     bar._tick()
     assert bar.embedding.text() == "Embedding: computing ~25% 1.0 s"
-    clock[0] += 10.0
+    clock[0] += 2.9
     bar._tick()
-    assert "~99%" in bar.embedding.text()  # a slow encode never claims 100%
+    assert bar.embedding.text() == "Embedding: computing ~97% 3.9 s"
+    clock[0] += 10.1
+    bar._tick()  # past the estimate: the seconds so far, no percentage stuck at 99
+    assert bar.embedding.text() == "Embedding: computing 14.0 s (the last encode took 4.0 s)"
 
 
 def test_model_dialog_registers_a_fine_tuned_checkpoint_once_asked(
@@ -235,3 +238,26 @@ def test_model_dialog_keeps_the_selected_row_after_a_failed_fetch(
     qtbot.waitUntil(lambda: dialog.job is None and "no network" in dialog.state.text(),
                     timeout=10000)
     assert dialog.selected_name() == "sam_vit_l"
+
+
+def test_images_dock_opens_on_a_single_click_and_on_the_arrow_keys(qtbot) -> None:
+    dock = ImagesDock()
+    qtbot.addWidget(dock)
+    dock.show()
+    opened: list[int] = []
+    dock.image_activated.connect(opened.append)
+    dock.set_images(RECORDS)
+    dock.set_current(1)  # the window marks the open image: nothing to open
+    assert opened == []
+    tree = dock.tree
+    rect = tree.visualItemRect(tree.topLevelItem(1))
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert opened == [2]
+    dock.set_current(2)
+    qtbot.keyClick(tree, Qt.Key.Key_Down)
+    assert opened == [2, 3]
+    dock.set_current(3)
+    qtbot.keyClick(tree, Qt.Key.Key_Up)
+    assert opened == [2, 3, 2]
+    dock.set_images(RECORDS)  # a refresh of the list opens nothing
+    assert opened == [2, 3, 2]

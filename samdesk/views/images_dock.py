@@ -1,9 +1,10 @@
 """The images dock: every image of the project with its status and mask count.
 
-A person filters the list by name and by status and double-clicks (or
-presses Enter on) a row to open that image. The dock only shows records it is
-given (:meth:`ImagesDock.set_images`, :meth:`ImagesDock.update_image`) and
-emits :attr:`ImagesDock.image_activated`; it never touches the project.
+A person filters the list by name and by status; a single click on a row,
+or moving to it with the arrow keys, opens that image (as in labelme). The
+dock only shows records it is given (:meth:`ImagesDock.set_images`,
+:meth:`ImagesDock.update_image`) and emits :attr:`ImagesDock.image_activated`;
+it never touches the project.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from samdesk.annotations import ImageRecord, ImageStatus
+from samdesk.imagefiles import display_path
 
 STATUS_TEXT = {
     ImageStatus.TODO: "todo",
@@ -80,14 +82,25 @@ class ImagesDock(QDockWidget):
         self._items: dict[int, QTreeWidgetItem] = {}
         self._records: dict[int, ImageRecord] = {}
         self._current: int | None = None
+        self._quiet = False  # the dock itself moves the current row: nothing to open
+        self._asked: int | None = None  # asked for, not yet marked open (one click, one ask)
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.status_combo.currentIndexChanged.connect(self._apply_filter)
         self.tree.itemActivated.connect(self._activated)
+        self.tree.itemClicked.connect(self._activated)
         self.tree.itemDoubleClicked.connect(self._activated)
+        self.tree.currentItemChanged.connect(self._moved)
 
     # ----------------------------------------------------------------- content
     def set_images(self, records: list[ImageRecord]) -> None:
         """Show exactly ``records``, in this order."""
+        self._quiet = True
+        try:
+            self._set_images(records)
+        finally:
+            self._quiet = False
+
+    def _set_images(self, records: list[ImageRecord]) -> None:
         self.tree.clear()
         self._items.clear()
         self._records.clear()
@@ -113,11 +126,15 @@ class ImagesDock(QDockWidget):
         previous = self._items.get(self._current) if self._current is not None else None
         if previous is not None:
             self._bold(previous, False)
-        self._current = image_id
+        self._current, self._asked = image_id, None
         item = self._items.get(image_id) if image_id is not None else None
         if item is not None:
             self._bold(item, True)
-            self.tree.setCurrentItem(item)
+            quiet, self._quiet = self._quiet, True
+            try:
+                self.tree.setCurrentItem(item)
+            finally:
+                self._quiet = quiet
             self.tree.scrollToItem(item)
 
     def visible_ids(self) -> list[int]:
@@ -133,9 +150,9 @@ class ImagesDock(QDockWidget):
     def _fill(self, item: QTreeWidgetItem, record: ImageRecord) -> None:
         self._records[record.id] = record
         status = ImageStatus(record.status)
-        item.setText(0, record.path)
-        item.setToolTip(0, record.path if record.error is None
-                        else f"{record.path}: {record.error}")
+        shown = display_path(record.path)  # undecodable bytes and newlines as U+FFFD
+        item.setText(0, shown)
+        item.setToolTip(0, shown if record.error is None else f"{shown}: {record.error}")
         item.setText(1, STATUS_TEXT[status] + (" (file changed)" if record.changed else ""))
         item.setForeground(1, QBrush(QColor(STATUS_COLOR[status])))
         item.setText(2, str(record.annotation_count))
@@ -153,9 +170,17 @@ class ImagesDock(QDockWidget):
         wanted = self.status_combo.currentData()
         for image_id, item in self._items.items():
             record = self._records[image_id]
-            hide = bool(text) and text not in record.path.lower()
+            hide = bool(text) and text not in display_path(record.path).lower()
             hide = hide or (wanted != ALL and ImageStatus(record.status).value != wanted)
             item.setHidden(hide)
 
     def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
-        self.image_activated.emit(int(item.data(0, ID_ROLE)))
+        image_id = int(item.data(0, ID_ROLE))
+        if image_id not in (self._current, self._asked):
+            self._asked = image_id
+            self.image_activated.emit(image_id)
+
+    def _moved(self, item: QTreeWidgetItem | None, _previous: QTreeWidgetItem | None) -> None:
+        """The person moved the current row (a click, an arrow key): open its image."""
+        if item is not None and not self._quiet and not item.isHidden():
+            self._activated(item)

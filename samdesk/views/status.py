@@ -4,8 +4,10 @@ Permanent fields on the right; one-line messages on the left. A worker error
 is shown once: the same message again within a short time is not repeated,
 and nothing ever opens a modal box. While an embedding is computed the field
 shows an estimated percentage, from how long the last encode took (the model
-reports no progress within one forward pass), and the seconds so far; both
-are driven by a QTimer on the GUI thread.
+reports no progress within one forward pass), and the seconds so far; past
+the estimate only the seconds so far and the last encode's time are shown,
+never a percentage stuck near 100. Both are driven by a QTimer on the GUI
+thread.
 """
 
 from __future__ import annotations
@@ -67,9 +69,13 @@ class StatusBar(QStatusBar):
         text = EMBEDDING_TEXT.get(self._state, self._state)
         if self._state in ("queued", "computing"):
             elapsed = time.monotonic() - self._since
-            if self._state == "computing" and self.last_encode_s:
-                text += f" ~{min(99, int(100 * elapsed / self.last_encode_s))}%"
-            text += f" {elapsed:.1f} s"
+            last = self.last_encode_s if self._state == "computing" else None
+            if last and elapsed < last:
+                text += f" ~{int(100 * elapsed / last)}% {elapsed:.1f} s"
+            elif last:
+                text += f" {elapsed:.1f} s (the last encode took {last:.1f} s)"
+            else:
+                text += f" {elapsed:.1f} s"
         self.embedding.setText(f"Embedding: {text}")
 
     def set_score(self, score: float | None, index: int = 0, count: int = 0) -> None:
