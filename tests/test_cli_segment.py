@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import cv2
@@ -12,6 +13,10 @@ from pycocotools import mask as coco_mask
 
 from samdesk import masks
 from samdesk.cli import main
+from samdesk.images import load_rgb
+from samdesk.inference.base import Prompts
+from samdesk.inference.registry import load_model
+from tests.mask_compare import SCORE_TOL, assert_masks_close, full_logits
 from tests.model_factories import make_sam2_checkpoint, make_sam_checkpoint, registered_test_model
 
 
@@ -81,9 +86,19 @@ def test_sam_json_has_every_candidate_best_first(disk_photo, tmp_path, sam_file)
                          "--checkpoint", str(sam_file), "--single",
                          "--out", str(tmp_path / f"{i}.json")]) == 0
             alone += json.loads((tmp_path / f"{i}.json").read_text())["masks"]
-        # several boxes are several objects: each is what its box gives alone
-        key = lambda m: m["segmentation"]["counts"]  # noqa: E731
-        assert sorted(map(key, two)) == sorted(map(key, alone))
+        # several boxes are several objects: each is what its box gives alone, as a
+        # person sees it (batched and single decoding are two float paths)
+        engine = load_model(spec.name, sam_file, "cpu")
+        embedding = engine.embed(load_rgb(path))
+        frame = engine.frame(embedding.image_size)
+        by_object = sorted(two, key=lambda m: m["object"])  # the file lists best first
+        for batched, single_box, box in zip(by_object, alone,
+                                            ((10, 10, 100, 100), (150, 60, 250, 160)), strict=True):
+            logits = engine.predict(embedding, Prompts(boxes=(box,)), multimask=False).logits
+            assert_masks_close(masks.decode(batched["segmentation"]),
+                               masks.decode(single_box["segmentation"]),
+                               full_logits(logits[0, 0], frame), frame.threshold)
+            assert batched["score"] == pytest.approx(single_box["score"], abs=SCORE_TOL)
 
 
 def test_png_and_overlay_outputs(disk_photo, tmp_path):
@@ -149,3 +164,93 @@ def test_unreadable_image_names_the_file(tmp_path, capsys):
     bad.write_text("not a png")
     assert main(["segment", str(bad), "--points", "1,1", "--out", str(tmp_path / "o.json")]) == 2
     assert "bad.png" in capsys.readouterr().err
+
+
+PNG_MAGIC, JPEG_MAGIC = b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"
+
+
+def test_without_format_the_out_extension_chooses_it(disk_photo, tmp_path, capsys):
+    path, truth = disk_photo
+    box = ["--box", "130,40,270,180", "--single"]
+    png, jpg, js = tmp_path / "m.png", tmp_path / "m.jpg", tmp_path / "m.json"
+    for out in (png, jpg, js):
+        assert main(["segment", str(path), *box, "--out", str(out)]) == 0
+    assert png.read_bytes().startswith(PNG_MAGIC)
+    assert iou(np.array(Image.open(png)) > 0, truth) > 0.9
+    assert jpg.read_bytes().startswith(JPEG_MAGIC)  # an overlay: the photo with its mask
+    assert np.array(Image.open(jpg)).shape == (240, 320, 3)
+    assert json.loads(js.read_text())["masks"]
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(png), str(jpg), str(js)]
+
+
+def test_printed_lines_name_every_png_written(disk_photo, tmp_path, capsys):
+    path, _ = disk_photo
+    out = tmp_path / "a.png"
+    assert main(["segment", str(path), "--box", "10,10,100,100", "--box", "150,60,250,160",
+                 "--single", "--format", "png", "--out", str(out)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png")
+    assert written == ["a-0.png", "a-1.png"]
+    printed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == [str(tmp_path / "a-0.png"), str(tmp_path / "a-1.png")]
+
+
+@pytest.mark.parametrize("fmt", [[], ["--format", "overlay"]])
+def test_an_out_extension_no_format_can_have_is_one_line(disk_photo, tmp_path, capsys, fmt):
+    path, _ = disk_photo
+    out = tmp_path / "x.xyz"
+    assert main(["segment", str(path), "--points", "200,110", *fmt, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("samdesk: error: --out") and "x.xyz" in err
+    assert not out.exists()
+
+
+def test_grabcut_negative_click_is_answered_and_keeps_the_click(tmp_path, capsys):
+    sample = "resources/sample/scene1.jpg"
+    out = tmp_path / "x.json"
+    assert main(["segment", sample, "--model", "grabcut", "--points", "144,295",
+                 "--negative", "144,339", "--out", str(out)]) == 0
+    found = [masks.decode(m["segmentation"]) for m in json.loads(out.read_text())["masks"]]
+    assert found and all(m[295, 144] and not m[339, 144] for m in found)
+    assert len({m.tobytes() for m in found}) == len(found)  # every candidate is distinct
+    assert capsys.readouterr().err == ""
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_model_load_and_encode_show_progress_on_a_terminal(disk_photo, tmp_path, monkeypatch):
+    path, _ = disk_photo
+    ckpt = make_sam2_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["segment", str(path), "--model", "sam2.1_hiera_tiny", "--checkpoint",
+                 str(ckpt), "--device", "cpu", "--points", "200,110",
+                 "--out", str(tmp_path / "m.json")]) == 0
+    shown = terminal.getvalue()
+    lines = shown.replace("\r", "\n").splitlines()
+    assert any(line.startswith("samdesk: loading sam2.1_hiera_tiny") for line in lines)
+    assert any(line.startswith("samdesk: encoding disk.jpg") for line in lines)
+    assert shown.endswith("\n")  # the terminal's prompt comes back on a line of its own
+
+
+def test_no_progress_lines_when_stderr_is_not_a_terminal(disk_photo, tmp_path, capsys):
+    path, _ = disk_photo
+    ckpt = make_sam2_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")
+    assert main(["embed", str(path), "--model", "sam2.1_hiera_tiny", "--checkpoint", str(ckpt),
+                 "--device", "cpu", "--out", str(tmp_path / "e.npy")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failed_step_leaves_only_the_error_line_on_a_terminal(disk_photo, tmp_path,
+                                                                monkeypatch):
+    path, _ = disk_photo
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(["segment", str(path), "--model", "sam_vit_b", "--points", "5,5",
+                 "--out", str(tmp_path / "m.json")]) == 2
+    screen = terminal.getvalue().split("\r")[-1]  # what is left where the live line was
+    assert screen.startswith("samdesk: error: model sam_vit_b is not installed")
+    assert screen.count("\n") == 1

@@ -169,3 +169,62 @@ def test_embedding_of_another_model_is_refused(engine: GrabCutEngine) -> None:
 def test_registry_builds_grabcut_without_a_checkpoint() -> None:
     engine = load_model("grabcut", None, "cpu")
     assert isinstance(engine, Engine) and engine.model_id == "grabcut"
+
+
+def uniform_object_photo() -> tuple[np.ndarray, np.ndarray]:
+    """A dark, nearly flat disk on a textured background (the flood fill of a
+    negative click inside it covers the whole disk)."""
+    image = background(240, 320, seed=9)
+    shape = disk(240, 320, 160, 120, 70)
+    rng = np.random.default_rng(3)
+    image[shape] = np.clip(20 + rng.normal(0, 1, (int(shape.sum()), 3)), 0, 255).astype(np.uint8)
+    return image, shape
+
+
+@pytest.mark.parametrize("negative", [(160, 175), (200, 120)])
+def test_negative_click_on_the_clicked_object_keeps_the_positive_click(
+    engine: GrabCutEngine, negative: tuple[int, int]
+) -> None:
+    image, shape = uniform_object_photo()
+    prompts = Prompts(points=(Point(140, 100), Point(*negative, positive=False)))
+    pred = engine.predict(engine.embed(image), prompts)
+    for cand in pred.masks[0]:
+        assert cand[100, 140], "the positive click's own pixel is in every candidate"
+        assert not cand[negative[1], negative[0]]
+        assert cand.sum() > 50 and (cand & ~shape).sum() < 0.2 * cand.sum()
+
+
+def test_box_candidates_keep_the_part_under_a_positive_click(engine: GrabCutEngine) -> None:
+    image = background(240, 320, seed=10)
+    big, small = disk(240, 320, 110, 120, 60), disk(240, 320, 250, 120, 20)
+    paint(image, big, RED)
+    paint(image, small, RED, seed=4)
+    prompts = Prompts(points=(Point(250, 120),), boxes=((40, 50, 280, 190),))
+    pred = engine.predict(engine.embed(image), prompts)
+    assert all(cand[120, 250] for cand in pred.masks[0])
+
+
+def test_a_prompt_grabcut_cannot_model_is_one_line_not_an_opencv_error() -> None:
+    engine = GrabCutEngine()
+    tiny = np.full((4, 4, 3), 90, np.uint8)  # the click's disk covers the whole image
+    pred = engine.predict(engine.embed(tiny), Prompts(points=(Point(1, 1),)))
+    assert pred.masks[0, :, 1, 1].all()
+
+
+def test_the_worker_offers_only_distinct_candidates(engine: GrabCutEngine) -> None:
+    from pathlib import Path
+
+    from samdesk.inference.answers import answer
+    from samdesk.inference.requests import ImageRef, Predict
+
+    image = background(240, 320, seed=5)
+    paint(image, disk(240, 320, 100, 120, 55), RED)
+    embedding = engine.embed(image)
+    prompts = Prompts(points=(Point(110, 110),))
+    every = engine.predict(embedding, prompts)
+    assert np.array_equal(every.masks[0, 0], every.masks[0, 1])  # GrabCut repeats itself here
+    result, rest = answer(engine, embedding, Predict(1, ImageRef(Path("a.png"), "k"), prompts))
+    assert rest == [] and result.complete
+    shown = [result.masks[0, c] for c in range(result.scores.shape[1])]
+    assert len({m.tobytes() for m in shown}) == len(shown) == 1
+    assert result.scores[0, 0] == pytest.approx(every.scores[0, 0])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 
@@ -33,3 +35,51 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+
+class Steps:
+    """Live lines on a terminal for steps of unknown length (loading a model, encoding).
+
+    On a terminal (``stream.isatty()``) :meth:`step` draws
+    ``samdesk: loading sam2.1_hiera_large…``, redraws it with the seconds so
+    far whenever the tick it yields is called (at most every 0.1 s), and ends
+    it as ``samdesk: loading sam2.1_hiera_large: 3.2 s``. A step that fails
+    erases its line, so the error is the only line left. Anywhere else (a
+    pipe, a log file) nothing is written: stderr then holds errors alone.
+    ``stream`` is looked up when a step starts (default ``sys.stderr``).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+
+    @contextlib.contextmanager
+    def step(self, what: str) -> Iterator[Callable[[], None]]:
+        """Show ``what`` while the block runs; yields a ``tick()`` to call now and then."""
+        stream = self._stream or sys.stderr
+        if not stream.isatty():
+            yield lambda: None
+            return
+        start = last = time.monotonic()
+        width = 0
+
+        def draw(text: str, end: str = "") -> None:
+            nonlocal width
+            stream.write("\r" + text.ljust(width) + end)
+            stream.flush()
+            width = 0 if end else len(text)
+
+        def tick() -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= 0.1:
+                last = now
+                draw(f"samdesk: {what}… {now - start:.0f} s")
+
+        draw(f"samdesk: {what}…")
+        try:
+            yield tick
+        except BaseException:
+            stream.write("\r" + " " * width + "\r")
+            stream.flush()
+            raise
+        draw(f"samdesk: {what}: {time.monotonic() - start:.1f} s", "\n")

@@ -11,6 +11,7 @@ import numpy as np
 
 from samdesk.inference.base import Embedding
 from samdesk.inference.requests import Predict, PredictResult, UpsampleCandidate
+from samdesk.inference.results import distinct
 from samdesk.inference.upsample import preview_size
 
 
@@ -24,10 +25,11 @@ def answer(engine: Any, embedding: Embedding,
     with the full-resolution jobs of those best candidates first in the list.
     Then one job per other candidate, best scores first (the order Tab shows
     them). Without ``propose`` (GrabCut): ``engine.predict``'s whole answer and
-    no jobs.
+    no jobs, repeated candidate masks dropped (:func:`distinct`).
     """
     if not hasattr(engine, "propose"):
-        prediction = engine.predict(embedding, job.prompts, job.mask_input, job.multimask)
+        prediction = distinct(
+            engine.predict(embedding, job.prompts, job.mask_input, job.multimask))
         return PredictResult.of(job.request_id, job.image.key, job.prompts, prediction), []
     proposal = engine.propose(embedding, job.prompts, job.mask_input, job.multimask)
     best = [(i, int(c)) for i, c in enumerate(proposal.best())]

@@ -1,7 +1,10 @@
 """``samdesk segment`` and ``samdesk embed``: one image, headless, on the engines' code.
 
 Points and boxes are in pixels of the upright image (EXIF orientation
-applied), the frame every samdesk mask is in.
+applied), the frame every samdesk mask is in. Without ``--format`` the
+output's extension chooses it (:data:`FORMAT_BY_SUFFIX`). On a terminal the
+model load and the encode show live lines on stderr
+(:class:`~samdesk.commands.progress.Steps`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from samdesk.commands.progress import Steps
 from samdesk.errors import SamdeskError
 
 
@@ -26,6 +30,10 @@ SEGMENTER_PREFERENCE = (
     "sam2_hiera_large", "sam2_hiera_base_plus", "sam2_hiera_small", "sam2_hiera_tiny",
     "sam_vit_h", "sam_vit_l", "sam_vit_b",
 )
+
+
+FORMAT_BY_SUFFIX = {".json": "json", ".png": "png", ".jpg": "overlay", ".jpeg": "overlay"}
+"""The ``--format`` an ``--out`` file name implies when ``--format`` is not given."""
 
 
 def default_segmenter() -> str:
@@ -58,8 +66,11 @@ def register(sub: Any) -> None:
     seg.add_argument("--detector-checkpoint", type=Path)
     _add_model_args(seg)
     seg.add_argument("--single", action="store_true", help="only the best mask per object")
-    seg.add_argument("--format", default="json", choices=("json", "png", "overlay"))
-    seg.add_argument("--out", required=True, type=Path)
+    seg.add_argument("--format", choices=("json", "png", "overlay"),
+                     help="default: from the --out extension (.json json, .png png, "
+                     ".jpg/.jpeg overlay)")
+    seg.add_argument("--out", required=True, type=Path,
+                     help="output file; png writes OUT-0.png, OUT-1.png... for several masks")
     seg.set_defaults(func=run_segment)
 
     emb = sub.add_parser("embed", help="compute a model's image embedding and save it")
@@ -111,7 +122,28 @@ def build_prompts(args: argparse.Namespace, width: int, height: int) -> Any:
     return Prompts(points=tuple(points), boxes=tuple(boxes))
 
 
-def load_engine(args: argparse.Namespace) -> Any:
+def output_format(args: argparse.Namespace) -> str:
+    """The format to write: ``--format``, or the one ``--out``'s extension implies.
+
+    Checked before any model is loaded: an extension that implies no format,
+    or an overlay file name no image writer knows, is a :class:`UsageError`.
+    """
+    out: Path = args.out
+    suffix = out.suffix.lower()
+    fmt = args.format or FORMAT_BY_SUFFIX.get(suffix)
+    if fmt is None:
+        raise UsageError(f"--out {out}: unknown extension {suffix or '(none)'!r}; use .json, "
+                         f".png, .jpg or .jpeg, or say which with --format")
+    if fmt == "overlay":
+        from PIL import Image
+
+        if Image.registered_extensions().get(suffix) not in Image.SAVE:
+            raise UsageError(f"--out {out}: an overlay is an image; name it .png, .jpg or .jpeg")
+    return fmt
+
+
+def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
+    """The ``--model`` engine (default: :func:`default_segmenter`), loaded as a step."""
     from samdesk.inference import registry
 
     if args.checkpoint is not None and args.model is None:
@@ -119,17 +151,39 @@ def load_engine(args: argparse.Namespace) -> Any:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
     name = args.model or default_segmenter()
-    return registry.load_model(name, args.checkpoint, args.device)
+    with (steps or Steps()).step(f"loading {name}"):
+        return registry.load_model(name, args.checkpoint, args.device)
+
+
+def embed_image(engine: Any, rgb: np.ndarray, what: str, steps: Steps | None = None) -> Any:
+    """``engine.embed(rgb)`` as a step named ``what``, ticking between encoder blocks."""
+    with (steps or Steps()).step(what) as tick:
+        chunks = getattr(engine, "embed_steps", None)
+        if chunks is None:
+            return engine.embed(rgb)
+        running = chunks(rgb)
+        while True:
+            try:
+                next(running)
+            except StopIteration as done:
+                return done.value
+            tick()
 
 
 def mask_entries(masks: np.ndarray, scores: np.ndarray, labels: list[str | None],
                  single: bool) -> list[dict[str, Any]]:
-    """JSON entries for ``masks`` (objects, candidates, H, W), best first."""
+    """JSON entries for ``masks`` (objects, candidates, H, W), best first.
+
+    An object's candidates that repeat one of its better masks are left out
+    (:func:`~samdesk.inference.results.distinct_candidates`).
+    """
     from samdesk import masks as rle
+    from samdesk.inference.results import distinct_candidates
 
     entries = []
     for obj in range(masks.shape[0]):
-        order = np.argsort(-scores[obj])
+        kept = distinct_candidates(masks[obj], scores[obj])
+        order = sorted(kept, key=lambda c: -scores[obj, c])
         for cand in order[:1] if single else order:
             encoded = rle.encode(masks[obj, cand])
             entries.append({"segmentation": encoded, "score": float(scores[obj, cand]),
@@ -144,12 +198,14 @@ def run_segment(args: argparse.Namespace) -> int:
 
     if not (args.points or args.negative or args.box or args.text):
         raise UsageError("give --points, --negative, --box or --text")
+    fmt = output_format(args)
     rgb = images.load_rgb(args.image)
     height, width = rgb.shape[:2]
-    detector = _load_detector(args) if args.text else None
+    steps = Steps()
+    detector = _load_detector(args, steps) if args.text else None
     prompts = None if args.text else build_prompts(args, width, height)
-    engine = load_engine(args)
-    embedding = engine.embed(rgb)
+    engine = load_engine(args, steps)
+    embedding = embed_image(engine, rgb, f"encoding {args.image.name}", steps)
     if detector is not None:
         masks, scores, labels = _segment_text(args, detector, engine, rgb, embedding)
     else:
@@ -157,12 +213,12 @@ def run_segment(args: argparse.Namespace) -> int:
         masks, scores = prediction.masks, prediction.scores
         labels = [None] * masks.shape[0]
     entries = mask_entries(masks, scores, labels, args.single)
-    _write_output(args, rgb, entries)
-    print(f"{args.out}: {len(entries)} masks")
+    for line in _write_output(args, fmt, rgb, entries):
+        print(line)
     return 0
 
 
-def _load_detector(args: argparse.Namespace) -> Any:
+def _load_detector(args: argparse.Namespace, steps: Steps) -> Any:
     from samdesk.inference import models, registry
 
     if args.points or args.negative or args.box:
@@ -170,10 +226,12 @@ def _load_detector(args: argparse.Namespace) -> Any:
     if not args.text.strip():
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     if args.detector_checkpoint is not None:
-        return registry.load_model(args.detector or models.DEFAULT_DETECTOR,
-                                   args.detector_checkpoint, args.device)
-    spec, path = models.resolve_detector(args.detector)
-    return registry.load_model(spec.name, path, args.device)
+        name, path = args.detector or models.DEFAULT_DETECTOR, args.detector_checkpoint
+    else:
+        spec, path = models.resolve_detector(args.detector)
+        name = spec.name
+    with steps.step(f"loading {name}"):
+        return registry.load_model(name, path, args.device)
 
 
 def _segment_text(args: argparse.Namespace, detector: Any, engine: Any, rgb: np.ndarray,
@@ -190,25 +248,30 @@ def _segment_text(args: argparse.Namespace, detector: Any, engine: Any, rgb: np.
     return masks, scores, [obj.phrase for obj in found]
 
 
-def _write_output(args: argparse.Namespace, rgb: np.ndarray, entries: list[dict]) -> None:
+def _write_output(args: argparse.Namespace, fmt: str, rgb: np.ndarray,
+                  entries: list[dict]) -> list[str]:
+    """Write ``entries`` as ``fmt``; one line per file written, naming it."""
     from samdesk import masks as rle
     from samdesk import overlay as render
 
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.format == "json":
+    if fmt == "json":
         height, width = rgb.shape[:2]
         doc = {"image": {"file": str(args.image), "width": width, "height": height},
                "masks": [{k: v for k, v in e.items() if k != "object"} for e in entries]}
         out.write_text(json.dumps(doc, indent=1), encoding="utf-8")
-    elif args.format == "png":
+        return [f"{out}: {len(entries)} masks"]
+    if fmt == "png":
         decoded = [rle.decode(e["segmentation"]) for e in entries]
-        render.write_mask_pngs(out, decoded)
-    else:
-        best: dict[int, np.ndarray] = {}
-        for entry in entries:  # best first, so the first per object is its best
-            best.setdefault(entry["object"], rle.decode(entry["segmentation"]))
-        render.write_overlay(out, rgb, list(best.values()))
+        written = render.write_mask_pngs(out, decoded)
+        return [f"{path}: mask of object {e['object']}, score {e['score']:.3f}, "
+                f"{e['area']} pixels" for path, e in zip(written, entries, strict=True)]
+    best: dict[int, np.ndarray] = {}
+    for entry in entries:  # best first, so the first per object is its best
+        best.setdefault(entry["object"], rle.decode(entry["segmentation"]))
+    render.write_overlay(out, rgb, list(best.values()))
+    return [f"{out}: overlay of {len(best)} masks"]
 
 
 def main_tensor(tensors: dict[str, np.ndarray]) -> np.ndarray:
@@ -227,7 +290,9 @@ def run_embed(args: argparse.Namespace) -> int:
     if (args.model or default_segmenter()) == "grabcut":
         raise UsageError("grabcut has no embedding; choose a SAM or SAM 2 --model")
     rgb = images.load_rgb(args.image)
-    embedding = load_engine(args).embed(rgb)
+    steps = Steps()
+    engine = load_engine(args, steps)
+    embedding = embed_image(engine, rgb, f"encoding {args.image.name}", steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".npz":
         np.savez(args.out, **embedding.tensors)

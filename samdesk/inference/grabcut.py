@@ -22,13 +22,14 @@ keeps no logits, and re-estimates its colour models from the prompts on every ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from samdesk.errorlog import shorten
 from samdesk.inference.base import Embedding, EngineError, Point, Prediction, Prompts
 from samdesk.inference.registry import ModelSpec
 
@@ -128,19 +129,24 @@ class GrabCutEngine:
             return (x - x0) * work_w / (x1 - x0), (y - y0) * work_h / (y1 - y0)
 
         gc_mask, rect = _initial_mask(obj, (work_h, work_w), to_work)
-        for x, y in obj.negatives:
-            gc_mask[_uniform_region(work, to_work(x, y))] = cv2.GC_BGD
+        seeds = [to_work(x, y) for x, y in obj.positives]
+        negatives = [to_work(x, y) for x, y in obj.negatives]
+        for point in negatives:
+            region = _uniform_region(work, point)
+            if not any(region[_pixel(seed, region.shape)] for seed in seeds):
+                gc_mask[region] = cv2.GC_BGD  # a region holding a positive click is not all bg
         if obj.negatives:
             rect = None
+            _mark_clicks(gc_mask, obj, to_work)  # the clicks' own disks win over any region
         bgd, fgd = np.zeros((1, 13 * _COMPONENTS)), np.zeros((1, 13 * _COMPONENTS))
-        mode = cv2.GC_INIT_WITH_RECT if rect is not None else cv2.GC_INIT_WITH_MASK
-        cv2.grabCut(work, gc_mask, rect or (0, 0, 1, 1), bgd, fgd, self.iterations, mode)
+        self._grabcut(work, gc_mask, rect, bgd, fgd)
         raw = (gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)
         if obj.box is None:
-            main = _parts_at(raw, [to_work(x, y) for x, y in obj.positives])
-            others = [_fill_holes(main)]
+            main = _parts_at(raw, seeds)
+            others = [_fill_holes(main, negatives)]
         else:
-            main, others = raw, [_largest_part(raw), _fill_holes(raw)]
+            largest = _largest_part(raw) | _parts_at(raw, seeds)
+            main, others = raw, [largest, _fill_holes(raw, negatives)]
         cands = [main, *others] if multimask else [main]
         p_fg = _posterior_fg(work, fgd, bgd)
         scores = [_agreement(c, p_fg) for c in cands]
@@ -151,7 +157,37 @@ class GrabCutEngine:
             up = cv2.resize(cand.astype(np.float32), (fx1 - fx0, fy1 - fy0),
                             interpolation=cv2.INTER_LINEAR)
             full[i, fy0:fy1, fx0:fx1] = up >= 0.5
+        for x, y in obj.positives:  # a positive click's own pixel is always in the mask
+            px = min(full_size[1] - 1, int(x * full_size[1] / small_w))
+            py = min(full_size[0] - 1, int(y * full_size[0] / small_h))
+            full[:, py, px] = True
         return full, scores
+
+    def _grabcut(self, work: np.ndarray, gc_mask: np.ndarray,
+                 rect: tuple[int, int, int, int] | None, bgd: np.ndarray,
+                 fgd: np.ndarray) -> None:
+        """Run GrabCut on ``gc_mask`` in place (colour models into ``bgd``, ``fgd``).
+
+        GrabCut needs pixels of both kinds to fit its colour models; when the
+        prompts leave none of one kind (a click whose disk covers a tiny
+        image), the labels stand as drawn and the models stay empty. OpenCV's
+        random generator (this thread's) is seeded first, so the result
+        depends on the prompts only.
+        """
+        if rect is None:
+            fg = np.isin(gc_mask, (cv2.GC_FGD, cv2.GC_PR_FGD))
+            if fg.all() or not fg.any():
+                return
+        mode = cv2.GC_INIT_WITH_RECT if rect is not None else cv2.GC_INIT_WITH_MASK
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from it: the same prompts, the same mask
+        try:
+            cv2.grabCut(work, gc_mask, rect or (0, 0, 1, 1), bgd, fgd, self.iterations, mode)
+        except cv2.error as exc:
+            reason = getattr(exc, "err", None) or str(exc)
+            raise EngineError(
+                f"grabcut: cannot segment these prompts ({shorten(str(reason), 160)}); "
+                f"try a box or other points"
+            ) from None
 
 
 def load(spec: ModelSpec, checkpoint: Path | None, device: str = "cpu") -> GrabCutEngine:
@@ -218,11 +254,26 @@ def _initial_mask(
         for x, y in obj.positives:
             centre = (int(to_work(x, y)[0]), int(to_work(x, y)[1]))
             cv2.circle(mask, centre, 3 * radius, cv2.GC_PR_FGD, -1)
-    for points, value in ((obj.positives, cv2.GC_FGD), (obj.negatives, cv2.GC_BGD)):
+    _mark_clicks(mask, obj, to_work)
+    return mask, rect
+
+
+def _mark_clicks(
+    mask: np.ndarray, obj: _Object, to_work: Callable[[float, float], tuple[float, float]]
+) -> None:
+    """Draw each click's small disk into GrabCut's label ``mask``: definite
+    background for negatives, then definite foreground for positives (a
+    positive click wins where the two overlap)."""
+    radius = max(1, round(0.01 * max(mask.shape)))
+    for points, value in ((obj.negatives, cv2.GC_BGD), (obj.positives, cv2.GC_FGD)):
         for x, y in points:
             wx, wy = to_work(x, y)
             cv2.circle(mask, (int(wx), int(wy)), radius, value, -1)
-    return mask, rect
+
+
+def _pixel(point: tuple[float, float], shape: tuple[int, ...]) -> tuple[int, int]:
+    """The ``(row, column)`` index of ``point`` (x, y) in an array of ``shape``, clipped."""
+    return min(shape[0] - 1, max(0, int(point[1]))), min(shape[1] - 1, max(0, int(point[0])))
 
 
 def _uniform_region(image: np.ndarray, seed: tuple[float, float]) -> np.ndarray:
@@ -263,11 +314,14 @@ def _largest_part(mask: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with every background region that does not reach the border filled."""
+def _fill_holes(mask: np.ndarray, keep_out: Sequence[tuple[float, float]] = ()) -> np.ndarray:
+    """``mask`` with every background region that does not reach the border
+    filled, except the holes under a ``keep_out`` point (x, y: negative clicks)."""
     padded = np.pad(~mask, 1, constant_values=True).astype(np.uint8)
     _, labels = cv2.connectedComponents(padded, connectivity=4)
-    return (labels != labels[0, 0])[1:-1, 1:-1]
+    inner = labels[1:-1, 1:-1]
+    outside = {int(labels[0, 0])} | {int(inner[_pixel(p, inner.shape)]) for p in keep_out}
+    return mask | ~np.isin(inner, sorted(outside))
 
 
 def _gmm_density(model: np.ndarray, pixels: np.ndarray) -> np.ndarray:

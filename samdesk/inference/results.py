@@ -32,6 +32,38 @@ CandidateKey = tuple[int, int]
 """``(object, candidate)``: indices into a prediction's ``scores``."""
 
 
+def distinct_candidates(masks: np.ndarray, scores: np.ndarray) -> list[int]:
+    """Indices of one object's distinct candidates, in candidate order.
+
+    ``masks``: bool ``(candidates, H, W)``; ``scores``: ``(candidates,)``. Of
+    candidates with pixel-identical masks only the best-scoring one is kept
+    (the first of equal scores), so Tab never shows the same mask twice.
+    """
+    kept: list[int] = []
+    for c in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
+        if not any(np.array_equal(masks[c], masks[k]) for k in kept):
+            kept.append(int(c))
+    return sorted(kept)
+
+
+def distinct(prediction: Prediction) -> Prediction:
+    """``prediction`` without repeated candidate masks, scores and logits kept with their masks.
+
+    A candidate is dropped when its mask repeats a better one for every
+    object (the candidate axis stays one axis for all objects; with one
+    object, as from a click or a box, every candidate left is distinct).
+    """
+    masks, scores = prediction.masks, prediction.scores
+    if masks.shape[1] < 2:
+        return prediction
+    keep = sorted({c for i in range(masks.shape[0])
+                   for c in distinct_candidates(masks[i], scores[i])})
+    if len(keep) == masks.shape[1]:
+        return prediction
+    logits = None if prediction.logits is None else prediction.logits[:, keep]
+    return Prediction(masks[:, keep], scores[:, keep], logits)
+
+
 def _frozen_masks(masks: Mapping[CandidateKey, np.ndarray]) -> Mapping[CandidateKey, np.ndarray]:
     for mask in masks.values():
         mask.setflags(write=False)
