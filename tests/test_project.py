@@ -187,10 +187,10 @@ def test_read_only_folder_keeps_its_store_in_user_data(folder, tmp_path, monkeyp
 
 def test_read_only_folder_detection_without_permissions(folder, tmp_path, monkeypatch):
     """As root, chmod cannot make a folder read-only; simulate the failed write."""
-    from samdesk import storage
+    from samdesk import store_location
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setattr(storage, "_folder_writable", lambda f: False)
+    monkeypatch.setattr(store_location, "_folder_writable", lambda f: False)
     with Project.open(folder) as project:
         assert project.db_path.is_relative_to(tmp_path / "data")
         assert str(folder) in project.store_note and "not writable" in project.store_note
