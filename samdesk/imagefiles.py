@@ -7,10 +7,12 @@ at once. Decoding lives in :mod:`samdesk.images`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import operator
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from itertools import compress, repeat
 from pathlib import Path
@@ -21,6 +23,10 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 )
 """Lower-case suffixes (with the dot) of the files a project lists as images."""
+
+EXPORT_MARKER = ".samdesk-export"
+"""A file samdesk writes into every folder an export creates: the scan skips such a
+folder and everything below it, so a project never lists samdesk's own outputs."""
 
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
 _DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
@@ -34,6 +40,62 @@ _SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS, key=lambda ext: (ext not in (".jpg", 
 _SUFFIXES_AS_TYPED = tuple(case for ext in _SUFFIXES for case in (ext, ext.upper()))
 """:data:`_SUFFIXES` in lower and in upper case: most folders spell every suffix so."""
 _NAME = operator.attrgetter("name")
+_STORE_MARK = "/"
+"""Starts a stored path that holds escaped bytes: a relative path never starts with ``/``."""
+_STORE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+"""Bytes :func:`store_path` writes as they are: printable ASCII but ``%`` (and space)."""
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""Surrogate escapes of undecodable bytes, and control characters (a newline, a tab)."""
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def store_path(path: str) -> str:
+    """The text a project store keeps for the relative ``path``, losslessly.
+
+    A name that is valid UTF-8 is kept as it is. One that is not (Python
+    lists it with surrogate escapes, ``bad\\udcffname.png``) cannot be SQLite
+    text, so it is kept as ``/`` and its bytes percent-escaped
+    (``/bad%FFname.png``); :func:`stored_path` turns it back into the name
+    that opens the exact file.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return _STORE_MARK + urllib.parse.quote(os.fsencode(path), safe=_STORE_SAFE)
+    return path
+
+
+def stored_path(text: str) -> str:
+    """The relative path :func:`store_path` made ``text`` from."""
+    if text.startswith(_STORE_MARK):
+        return os.fsdecode(urllib.parse.unquote_to_bytes(text[1:]))
+    return text
+
+
+def store_paths(paths: list[str]) -> list[str]:
+    """:func:`store_path` of each path; ``paths`` itself when all are UTF-8 (one C-level check)."""
+    try:
+        "\0".join(paths).encode("utf-8")
+    except UnicodeEncodeError:
+        return list(map(store_path, paths))
+    return paths
+
+
+def stored_paths(texts: list[str]) -> list[str]:
+    """:func:`stored_path` of each text; ``texts`` itself when none is escaped."""
+    if "\0" + _STORE_MARK in "\0" + "\0".join(texts):
+        return list(map(stored_path, texts))
+    return texts
+
+
+def display_path(path: str, one_line: bool = True) -> str:
+    """``path`` as a person is shown it: undecodable bytes as U+FFFD (\ufffd).
+
+    ``one_line`` also shows control characters (a newline in a file name)
+    as U+FFFD, so that the name stays on one line of text. Only for showing
+    and for exported names: it is not the name that opens the file.
+    """
+    return (_UNPRINTABLE if one_line else _SURROGATES).sub("\ufffd", path)
 
 
 def is_image_name(name: str) -> bool:
@@ -159,6 +221,23 @@ def _folder_entries(entries: list[os.DirEntry[str]]) -> tuple[list[str], list[os
     return image_names(list(map(_NAME, files))), folders
 
 
+def broken_links(entries: list[os.DirEntry[str]]) -> list[tuple[str, str]]:
+    """``(name, "broken link" | "link loop")`` of the image-named symbolic links among
+    ``entries`` that lead nowhere; hidden names are left out, as the listing leaves them."""
+    found = []
+    for entry in entries:
+        name = entry.name
+        if name[0] == "." or not is_image_name(name):
+            continue
+        try:
+            if not entry.is_symlink() or entry.is_file() or entry.is_dir():
+                continue
+            os.stat(entry.path)
+        except OSError as exc:
+            found.append((name, "link loop" if exc.errno == errno.ELOOP else "broken link"))
+    return found
+
+
 def _folder_entries_one_by_one(
         entries: list[os.DirEntry[str]]) -> tuple[list[str], list[os.DirEntry[str]]]:
     names: list[str] = []
@@ -177,10 +256,13 @@ def _folder_entries_one_by_one(
     return names, folders
 
 
-def scan_images(folder: str | os.PathLike[str]) -> list[str]:
+def scan_images(folder: str | os.PathLike[str],
+                problems: list[tuple[str, str]] | None = None) -> list[str]:
     """Every image file under ``folder``, as relative POSIX paths in no set order.
 
-    See :func:`list_images`, which sorts them.
+    See :func:`list_images`, which sorts them. ``problems``, when given, gets
+    ``(relative path, reason)`` for each image-named symbolic link that leads
+    nowhere ("broken link") or to itself ("link loop"); such links are not listed.
     """
     root = os.fspath(folder)
     found: list[str] = []
@@ -197,6 +279,9 @@ def scan_images(folder: str | os.PathLike[str]) -> list[str]:
                 raise
             continue
         names, folders = _folder_entries(entries)
+        if problems is not None:  # links are known from the listing: no call per file
+            links = list(filter(os.DirEntry.is_symlink, entries))
+            problems.extend((prefix + name, why) for name, why in broken_links(links))
         found.extend(map(prefix.__add__, names) if prefix else names)
         for entry in folders:
             try:
@@ -206,7 +291,8 @@ def scan_images(folder: str | os.PathLike[str]) -> list[str]:
             ident = (st.st_dev, st.st_ino)
             if ident not in seen:
                 seen.add(ident)
-                stack.append((entry.path, f"{prefix}{entry.name}/"))
+                if not os.path.lexists(os.path.join(entry.path, EXPORT_MARKER)):
+                    stack.append((entry.path, f"{prefix}{entry.name}/"))
     return found
 
 
@@ -215,7 +301,8 @@ def list_images(folder: str | os.PathLike[str]) -> list[str]:
 
     Subfolders are searched; folders and files whose name starts with ``.``
     are skipped (``.samdesk`` holds the project store; ``._IMG_1.jpg`` files
-    are macOS resource forks, not images). Symbolic links are followed, each
+    are macOS resource forks, not images), and so are subfolders holding
+    :data:`EXPORT_MARKER` (samdesk's own exports). Symbolic links are followed, each
     real folder is visited once, so a link loop cannot hang the listing. Files
     are recognised by extension only: none is opened, so a broken file is
     listed like any other and reported when it is decoded.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,16 @@ def _check_color(color: str) -> str:
     except ValueError:
         raise ProjectError(f"label colour {color!r} must look like #rrggbb") from None
     return text
+
+
+def label_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a label name (None when it can): a control character
+    (newline, tab, ...) or a line separator would break one-name-a-line files
+    such as ``labels.txt``."""
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+    if bad is None:
+        return None
+    return f"label name {name!r} holds a control character ({bad!r}); use printable text"
 
 
 class LabelsAndLayers:
@@ -79,6 +90,8 @@ class LabelsAndLayers:
         name = name.strip()
         if not name:
             raise ProjectError("a label needs a name")
+        if (problem := label_name_problem(name)) is not None:
+            raise ProjectError(problem)
         with self.batch(f"Add label {name}"):
             if self.label_by_name(name) is not None:
                 raise ProjectError(f"label {name!r} already exists")
@@ -105,6 +118,8 @@ class LabelsAndLayers:
                 other = self.label_by_name(name)
                 if not name or (other is not None and other.id != label_id):
                     raise ProjectError(f"label name {name!r} is empty or already used")
+                if (problem := label_name_problem(name)) is not None:
+                    raise ProjectError(problem)
                 after["name"] = name
             if color is not UNSET:
                 after["color"] = _check_color(color)

@@ -175,7 +175,9 @@ def test_registry_names_every_format_and_refuses_unknown_ones(sample: Sample,
         export(sample.project, "yolo", ExportOptions(out=tmp_path))
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ExportError, match="writes a folder of PNGs, and this is a file"):
+    with pytest.raises(ExportError, match="file: is a file, and png-instance writes a folder "
+                                          "of PNGs; give a folder path"):
         export(sample.project, "png-instance", ExportOptions(out=blocker))
-    with pytest.raises(ExportError, match=r"/file: cannot be written"):
+    with pytest.raises(ExportError, match=r"instances.json: .*/file is a file, not a folder; "
+                                          "remove it or choose another place"):
         export(sample.project, "coco-rle", ExportOptions(out=blocker / "instances.json"))

@@ -116,13 +116,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from samdesk.export import FORMATS
-    from samdesk.export.base import ExportOptions
+    from samdesk.export import ExportOptions, export
 
     with open_for_reading(args.folder) as project:
         options = ExportOptions(out=args.out, only_done=args.only_done,
                                 progress=Progress(f"export {args.format}"))
-        summary = FORMATS[args.format].writer(project, options)
+        summary = export(project, args.format, options)  # errors: one line naming the file
     for line in summary.lines():
         print(line)
     return 0
@@ -133,6 +132,10 @@ def run_import(args: argparse.Namespace) -> int:
 
     with Project.open(args.folder) as project:
         summary = import_coco(project, args.coco_json, progress=Progress("import"))
+    if summary.nothing_matched is not None:
+        from samdesk.cli import CliError
+
+        raise CliError(summary.nothing_matched)  # nothing was written
     for line in summary.lines():
         print(line)
     return 0

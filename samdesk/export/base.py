@@ -17,8 +17,9 @@ annotation), so memory stays flat however large the project.
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from pycocotools import mask as cocomask
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import SamdeskError
+from samdesk.imagefiles import EXPORT_MARKER
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -102,6 +104,75 @@ class ImageWork:
     boxes: list[list[float]] = field(default_factory=list)
 
 
+def write_error(exc: OSError, target: Path) -> ExportError:
+    """One line for an OSError met while writing ``target`` (the file the person asked
+    for, never a temporary file beside it), saying what to do where it can."""
+    if exc.errno == errno.ENOSPC:
+        return ExportError(f"disk full: could not write {target}; free some space "
+                           "or export to another disk")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ExportError(f"{target}: cannot be written (permission denied or read-only); "
+                           "choose another place to export to")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocking = _file_in_the_way(target)
+        if blocking is not None:
+            return ExportError(f"{target}: {blocking} is a file, not a folder; "
+                               "remove it or choose another place to export to")
+    if exc.errno == errno.EISDIR:
+        return ExportError(f"{target}: is a folder; give a file name")
+    return ExportError(f"{target}: cannot be written: {exc.strerror or exc}")
+
+
+def _file_in_the_way(target: Path) -> Path | None:
+    """``target`` or the first folder above it that exists as something else than a folder."""
+    for place in (*reversed(target.parents), target):
+        if place.exists() and not place.is_dir():
+            return place
+    return None
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents); the top-most folder made gets :data:`EXPORT_MARKER`.
+
+    The marker is written before anything else goes in, so a project folder
+    that holds the export never lists the exported files as images, even
+    after an export that stopped half way (the scan skips everything below
+    a marked folder). An existing folder is marked only by
+    :func:`mark_export_folder`.
+    """
+    if folder.is_dir():
+        return
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    mark_export_folder(top)
+
+
+def mark_export_folder(folder: Path) -> None:
+    """Write :data:`EXPORT_MARKER` into ``folder`` (kept if it is already there)."""
+    marker = folder / EXPORT_MARKER
+    if not marker.exists():
+        marker.write_text("Written by samdesk: this folder holds an export. A samdesk "
+                          "project never lists the images in it.\n", encoding="utf-8")
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """Create a new temporary file beside ``path``, opened for writing.
+
+    Made with ``os.open(..., 0o666)`` so the umask applies as for any new file
+    (``tempfile.mkstemp`` makes every file 0600).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(temp, flags, 0o666), temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path))
+
+
 @contextmanager
 def atomic_file(path: Path, mode: str = "w", durable: bool = True) -> Iterator[IO]:
     """Write ``path`` through a temporary file in the same folder, then ``os.replace``.
@@ -109,11 +180,15 @@ def atomic_file(path: Path, mode: str = "w", durable: bool = True) -> Iterator[I
     Readers never see a half-written file; on an exception the temporary
     file is removed and ``path`` is left as it was. ``durable`` also flushes
     the data to disk before the rename (one fsync: worth it for one big JSON,
-    too slow for thousands of PNGs that can be written again).
+    too slow for thousands of PNGs that can be written again). The file gets
+    the mode a plainly created file would (the umask applies: 0644 under 022).
+    An OSError raises :class:`ExportError` naming ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temp = Path(temp_name)
+    try:
+        make_folder(path.parent)
+        handle, temp = _create_temp(path)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(handle, mode, encoding=encoding) as stream:
@@ -122,8 +197,10 @@ def atomic_file(path: Path, mode: str = "w", durable: bool = True) -> Iterator[I
             if durable:
                 os.fsync(stream.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         temp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
         raise
 
 
@@ -148,6 +225,23 @@ def _upright_size(project: Project, image: ImageRecord) -> tuple[ImageRecord, st
     return image, None
 
 
+def export_images(project: Project, options: ExportOptions) -> list[ImageRecord]:
+    """The images an export writes: all (or those marked done), less any that lie in a
+    folder holding :data:`EXPORT_MARKER` (an earlier export the store still lists:
+    the project has not been rescanned since)."""
+    records = project.images(ImageStatus.DONE if options.only_done else None)
+    marked: dict[str, bool] = {"": False}
+
+    def in_export(folder: str) -> bool:
+        if folder not in marked:
+            parent = folder.rpartition("/")[0]
+            marked[folder] = (in_export(parent)
+                              or (project.folder / folder / EXPORT_MARKER).exists())
+        return marked[folder]
+
+    return [r for r in records if not in_export(r.path.rpartition("/")[0])]
+
+
 def walk(project: Project, options: ExportOptions, summary: ExportSummary,
          labels: dict[int, Label]) -> Iterator[ImageWork]:
     """Yield each image to export with the layers that go into it, back to front.
@@ -156,12 +250,11 @@ def walk(project: Project, options: ExportOptions, summary: ExportSummary,
     the caller adds ``summary.images`` / ``summary.annotations`` for what it
     actually writes.
     """
-    status = ImageStatus.DONE if options.only_done else None
-    records = project.images(status)
+    records = export_images(project, options)
     unknown = [r.id for r in records if r.error is None and r.width is None]
     if unknown and not project.read_only:  # read every new header first, few commits
         project.ensure_image_infos(unknown)
-        records = project.images(status)
+        records = export_images(project, options)
     total = len(records)
     for done, record in enumerate(records):
         if options.cancel is not None and options.cancel():

@@ -11,7 +11,9 @@ The file holds ``info``, ``licenses`` (empty), ``categories``, ``images`` and
   ``segmentation``, ``area`` (pixels of the segmentation), ``bbox``
   ``[x, y, w, h]`` from the mask, ``iscrowd`` 0, and, when the mask came
   with a model score, ``attributes: {"score": s}`` (ground truth has no
-  top-level ``score``; CVAT keeps extra fields under ``attributes`` too).
+  top-level ``score``; CVAT keeps extra fields under ``attributes`` too);
+  a score that is not finite (inf, NaN) is written as ``null``: the file is
+  standard JSON that strict parsers accept.
 
 Annotations are streamed to a temporary file while images are walked, then
 the JSON is assembled and moved into place atomically.
@@ -20,6 +22,7 @@ the JSON is assembled and moved into place atomically.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -35,6 +38,7 @@ from samdesk.export.base import (
     ExportSummary,
     atomic_file,
     labels_by_id,
+    make_folder,
     walk,
 )
 from samdesk.export.polygons import mask_to_polygons, polygons_area
@@ -50,9 +54,12 @@ DEFAULT_NAME = "instances.json"
 
 
 def coco_path(out: Path) -> Path:
-    """The JSON file for ``out``: itself when it ends in ``.json``, else ``out/instances.json``."""
+    """The JSON file for ``out``: itself when it ends in ``.json`` or is an existing
+    file, else ``out/instances.json``."""
     out = Path(out)
-    return out if out.suffix.lower() == ".json" else out / DEFAULT_NAME
+    if out.suffix.lower() == ".json" or (out.exists() and not out.is_dir()):
+        return out
+    return out / DEFAULT_NAME
 
 
 def rle_segmentation(layer: MaskLayer, pixels: int) -> tuple[Any, int]:
@@ -85,7 +92,8 @@ def annotation_entry(layer: MaskLayer, segmentation: Any, area: int,
         "iscrowd": 0,
     }
     if layer.score is not None:
-        entry["attributes"] = {"score": float(layer.score)}
+        score = float(layer.score)
+        entry["attributes"] = {"score": score if math.isfinite(score) else None}
     return entry
 
 
@@ -120,8 +128,9 @@ def write_coco(project: Project, options: ExportOptions, format_name: str,
     return summary
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-"""Compact JSON; made once (``json.dumps`` with options builds an encoder per call)."""
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+"""Compact, standard JSON (no ``NaN``/``Infinity``); made once (``json.dumps`` with
+options builds an encoder per call)."""
 
 
 def _dump(value: Any) -> str:
@@ -129,7 +138,7 @@ def _dump(value: Any) -> str:
 
 
 def _temp_dir(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     return target.parent
 
 

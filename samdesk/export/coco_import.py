@@ -1,8 +1,10 @@
 """Import a COCO instances JSON into a project, in one transaction and one undo step.
 
-* Images are matched by ``file_name`` (relative to the project folder, ``\\``
-  or ``/``); failing that, by the longest unique tail of the path, down to
-  the bare file name when only one project image has it.
+* Images are matched by ``file_name`` (relative to the project folder, ``/``
+  separators); failing that, with ``\\`` read as a separator too (Windows
+  paths; a ``\\`` is a legal character of a Linux file name, so the name as
+  it is comes first); failing that, by the longest unique tail of the path,
+  down to the bare file name when only one project image has it.
 * Categories become labels by name: an existing label of that name is
   reused (its colour kept); a new one takes the category's ``color``
   (``"#rrggbb"`` or ``[r, g, b]``) if it has one, else the next distinct colour.
@@ -13,14 +15,18 @@
 
 Problems that concern part of the file (an image not in the project, a size
 that differs from the image's upright size, an annotation naming an unknown
-image or category, an empty mask) are listed in the summary and the rest is
+image or category, a bad polygon or RLE, an empty mask, a category whose
+name holds a control character) are listed in the summary and the rest is
 imported. A file that is not COCO as a whole raises FormatError before
-anything is written.
+anything is written. When no image of the file is in the project,
+:attr:`ImportSummary.nothing_matched` says why (the names compared, an
+example of each side), and nothing is written.
 """
 
 from __future__ import annotations
 
 import colorsys
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +48,12 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 MAX_LINES = 20
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a line of output: control characters and undecodable bytes escaped."""
+    return _UNPRINTABLE.sub(lambda found: ascii(found[0])[1:-1], text)
 
 
 @dataclass
@@ -54,14 +66,18 @@ class ImportSummary:
     duplicates_skipped: int = 0
     labels_created: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    nothing_matched: str | None = None
+    """Set when no image of the file is in the project: why, in one line."""
 
     def lines(self) -> list[str]:
         """The summary as short lines for a person; long problem lists are cut."""
-        out = [f"{self.source.name}: {self.images_matched} images matched, "
+        out = [f"{printable(self.source.name)}: {self.images_matched} images matched, "
                f"{self.annotations_added} masks added, {len(self.labels_created)} new labels"]
+        if self.nothing_matched is not None:
+            out.append(self.nothing_matched)
         if self.duplicates_skipped:
             out.append(f"{self.duplicates_skipped} masks were already there and were not added")
-        out += [f"{item}: {reason}" for item, reason in self.problems[:MAX_LINES]]
+        out += [printable(f"{item}: {reason}") for item, reason in self.problems[:MAX_LINES]]
         if len(self.problems) > MAX_LINES:
             out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
         return out
@@ -85,9 +101,21 @@ class ImageMatcher:
             self._by_name[PurePosixPath(record.path).name].append(record)
 
     def match(self, file_name: str) -> tuple[ImageRecord | None, str]:
-        """The image, or None and the reason none fits."""
-        parts = [p for p in PurePosixPath(file_name.replace("\\", "/")).parts
-                 if p not in ("/", ".")]
+        """The image, or None and the reason none fits.
+
+        The name is taken as it is first (``/`` separators: a ``\\`` may be
+        part of a Linux file name); only when that finds nothing is ``\\``
+        read as a separator too (a path written on Windows).
+        """
+        record, reason = self._match(file_name)
+        if record is None and "\\" in file_name:
+            record, other = self._match(file_name.replace("\\", "/"))
+            if record is None and reason == "not in the project":
+                reason = other
+        return record, reason
+
+    def _match(self, file_name: str) -> tuple[ImageRecord | None, str]:
+        parts = [p for p in PurePosixPath(file_name).parts if p not in ("/", ".")]
         if not parts:
             return None, "empty file_name"
         exact = self._by_path.get("/".join(parts))
@@ -113,12 +141,34 @@ def import_coco(project: Project, json_path: str | Path,
     """
     coco = read_coco(json_path)  # a FormatError leaves the project untouched
     summary = ImportSummary(source=Path(json_path))
+    summary.nothing_matched = _nothing_matched(project, coco)
+    if summary.nothing_matched is not None:
+        return summary
     report = _Progress(progress, 2 * len(coco.annotations))
     # One transaction: image sizes read now are stored with the masks, in one commit.
     with project.batch(f"Import {summary.source.name}"):
         planned = _plan(project, coco, summary, report)
         _apply(project, planned, coco, summary, report)
     return summary
+
+
+def _nothing_matched(project: Project, coco: CocoFile) -> str | None:
+    """Why no image of ``coco`` can be in ``project`` (None when one file name matches)."""
+    records = project.images()
+    name = printable(coco.path.name)
+    if not coco.images:
+        return f"{name} lists no images, so there is nothing to import"
+    matcher = ImageMatcher(records)
+    if any(matcher.match(image.file_name)[0] is not None for image in coco.images):
+        return None
+    theirs = printable(repr(coco.images[0].file_name))
+    if not records:
+        return (f"none of the {len(coco.images)} file names of {name} (e.g. {theirs}) is "
+                f"in the project: the project folder has no images")
+    ours = printable(repr(records[0].path))
+    return (f"none of the {len(coco.images)} file names of {name} (e.g. {theirs}) matches "
+            f"an image of the project (e.g. {ours}); file_name must be the path relative "
+            "to the project folder, or end with a file name found in it")
 
 
 @dataclass
@@ -137,16 +187,24 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
     sizes, unusable = _match_images(project, coco)
     summary.images_matched = len(sizes)
     category_ids = {c.id for c in coco.categories}
+    unusable_categories = {c.id: c for c in coco.categories if c.problem is not None}
     file_names = {im.id: im.file_name for im in coco.images}
     planned: list[_Planned] = []
     not_imported: Counter[int] = Counter()
+    of_unusable_category: Counter[int] = Counter()
     for done, ann in enumerate(coco.annotations, start=1):
         item = f"annotation {ann.id if ann.id is not None else f'#{ann.index}'}"
-        where = f"{item} ({file_names.get(ann.image_id)})"
-        if ann.image_id not in file_names:
+        file_name = None if ann.image_id is None else file_names.get(ann.image_id)
+        where = f"{item} ({file_name})"
+        if ann.problem is not None or ann.image_id is None or ann.category_id is None:
+            summary.problems.append((where if file_name else item,
+                                     ann.problem or "not an annotation"))
+        elif ann.image_id not in file_names:
             summary.problems.append((item, f"image_id {ann.image_id} is not in the images list"))
         elif ann.category_id not in category_ids:
             summary.problems.append((where, f"category_id {ann.category_id} is not in categories"))
+        elif ann.category_id in unusable_categories:
+            of_unusable_category[ann.category_id] += 1
         elif ann.image_id not in sizes:
             not_imported[ann.image_id] += 1
         elif ann.segmentation is None:
@@ -155,8 +213,8 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
             image_id, height, width = sizes[ann.image_id]
             try:
                 rle = segmentation_to_rle(ann.segmentation, height, width)
-            except ValueError as exc:
-                summary.problems.append((where, str(exc)))
+            except (ValueError, OverflowError) as exc:
+                summary.problems.append((where, str(exc) or "segmentation cannot be read"))
             else:
                 if masks.is_empty(rle):
                     summary.problems.append((where, "empty mask, not imported"))
@@ -168,6 +226,11 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
         count = not_imported[coco_image_id]
         lost = f" ({count} annotation{'s' if count != 1 else ''} not imported)" if count else ""
         image_problems.append((file_names[coco_image_id], reason + lost))
+    for category_id, cat in unusable_categories.items():
+        count = of_unusable_category[category_id]
+        image_problems.append((f"category {category_id}", f"{cat.problem} ({count} annotation"
+                                                           f"{'s' if count != 1 else ''} "
+                                                           "not imported)"))
     summary.problems[:0] = image_problems
     return planned
 

@@ -2,7 +2,11 @@
 
 :func:`read_coco` turns the file into plain records or raises
 :class:`~samdesk.errors.FormatError` naming the file and the field at fault
-(``instances.json: annotations[3].segmentation.counts: ...``). Nothing here
+(``instances.json: images[3].file_name: ...``) when the file as a whole is
+not COCO. A fault in one annotation (a bad polygon, an RLE that does not
+cover its size, a non-integer ``category_id``) or a category whose name
+cannot be a label does not reject the file: the record carries a
+``problem`` and the importer reports it and imports the rest. Nothing here
 touches a project. Segmentations are turned into masks later, by
 :func:`segmentation_to_rle`, once the image's size is known.
 """
@@ -10,6 +14,8 @@ touches a project. Segmentations are turned into masks later, by
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +23,20 @@ from typing import Any
 from samdesk import masks
 from samdesk.annotations import RLE
 from samdesk.errors import FormatError
+from samdesk.project_edits import label_name_problem
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 6, 4, 60, 60
+"""Values quoted in messages: short, and never recursing into deep nesting."""
+
+
+class FieldError(FormatError):
+    """A field of the file is wrong: ``field`` names it, ``problem`` says how."""
+
+    def __init__(self, path: Path, field: str, problem: str) -> None:
+        super().__init__(f"{path.name}: {field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -24,6 +44,7 @@ class CocoCategory:
     id: int
     name: str
     color: str | None
+    problem: str | None = None  # why it cannot become a label; its masks are not imported
 
 
 @dataclass(frozen=True)
@@ -38,10 +59,11 @@ class CocoImage:
 class CocoAnnotation:
     index: int  # position in the file's "annotations" list, for messages
     id: int | None
-    image_id: int
-    category_id: int
+    image_id: int | None  # None only with a problem
+    category_id: int | None  # None only with a problem
     segmentation: Any  # checked later against the image size; None when absent
-    score: float | None
+    score: float | None  # finite, or None
+    problem: str | None = None  # "field: why" when this annotation cannot be imported
 
 
 @dataclass(frozen=True)
@@ -58,8 +80,8 @@ class _Fields:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def error(self, field: str, problem: str) -> FormatError:
-        return FormatError(f"{self.path.name}: {field}: {problem}")
+    def error(self, field: str, problem: str) -> FieldError:
+        return FieldError(self.path, field, problem)
 
     def get(self, obj: dict[str, Any], key: str, field: str) -> Any:
         if key not in obj:
@@ -69,7 +91,7 @@ class _Fields:
     def integer(self, value: Any, field: str) -> int:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or (isinstance(value, float) and not value.is_integer()):
-            raise self.error(field, f"must be an integer, got {value!r}")
+            raise self.error(field, f"must be an integer, got {_REPR.repr(value)}")
         return int(value)
 
     def size(self, obj: dict[str, Any], key: str, field: str) -> int | None:
@@ -121,6 +143,11 @@ def read_coco(path: str | Path) -> CocoFile:
     except json.JSONDecodeError as exc:
         raise FormatError(f"{path.name}: not valid JSON at line {exc.lineno} "
                           f"column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise FormatError(f"{path.name}: JSON nested too deeply to read "
+                          "(a COCO file nests a few levels)") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise FormatError(f"{path.name}: not valid JSON: {exc}") from None
     check = _Fields(path)
     if not isinstance(document, dict):
         raise check.error("top level", f"must be an object, got {type(document).__name__}")
@@ -143,42 +170,52 @@ def _category(check: _Fields, item: dict[str, Any], index: int) -> CocoCategory:
     field = f"categories[{index}]"
     name = check.get(item, "name", field)
     if not isinstance(name, str) or not name.strip():
-        raise check.error(f"{field}.name", f"must be a non-empty string, got {name!r}")
+        raise check.error(f"{field}.name",
+                          f"must be a non-empty string, got {_REPR.repr(name)}")
     return CocoCategory(check.integer(check.get(item, "id", field), f"{field}.id"),
-                        name.strip(), color_of(item.get("color")))
+                        name.strip(), color_of(item.get("color")),
+                        label_name_problem(name.strip()))
 
 
 def _image(check: _Fields, item: dict[str, Any], index: int) -> CocoImage:
     field = f"images[{index}]"
     file_name = check.get(item, "file_name", field)
     if not isinstance(file_name, str) or not file_name.strip():
-        raise check.error(f"{field}.file_name", f"must be a non-empty string, got {file_name!r}")
+        raise check.error(f"{field}.file_name",
+                          f"must be a non-empty string, got {_REPR.repr(file_name)}")
     return CocoImage(check.integer(check.get(item, "id", field), f"{field}.id"),
                      file_name.strip(), check.size(item, "width", field),
                      check.size(item, "height", field))
 
 
 def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotation:
+    """One annotation; a fault in its fields is kept as its ``problem``, not raised."""
     field = f"annotations[{index}]"
-    ann_id = item.get("id")
+    ann_id: int | None = None
+    try:
+        if item.get("id") is not None:
+            ann_id = check.integer(item["id"], f"{field}.id")
+    except FieldError:
+        pass  # the id only names it in messages: fall back to its index
     score = item.get("score")
     attributes = item.get("attributes")
     if score is None and isinstance(attributes, dict):
         score = attributes.get("score")
-    if isinstance(score, bool) or not isinstance(score, (int, float)):
-        score = None
+    if (isinstance(score, bool) or not isinstance(score, (int, float))
+            or not math.isfinite(score)):
+        score = None  # no score, or one that is no number (inf, NaN)
     segmentation = item.get("segmentation")
-    if segmentation is not None:
-        _check_segmentation(check, segmentation, f"{field}.segmentation")
-    return CocoAnnotation(
-        index=index,
-        id=None if ann_id is None else check.integer(ann_id, f"{field}.id"),
-        image_id=check.integer(check.get(item, "image_id", field), f"{field}.image_id"),
-        category_id=check.integer(check.get(item, "category_id", field),
-                                  f"{field}.category_id"),
-        segmentation=segmentation,
-        score=None if score is None else float(score),
-    )
+    try:
+        image_id = check.integer(check.get(item, "image_id", field), f"{field}.image_id")
+        category_id = check.integer(check.get(item, "category_id", field),
+                                    f"{field}.category_id")
+        if segmentation is not None:
+            _check_segmentation(check, segmentation, f"{field}.segmentation")
+    except FieldError as exc:
+        return CocoAnnotation(index, ann_id, None, None, None, None,
+                              problem=f"{exc.field}: {exc.problem}")
+    return CocoAnnotation(index, ann_id, image_id, category_id, segmentation,
+                          None if score is None else float(score))
 
 
 def _check_segmentation(check: _Fields, value: Any, field: str) -> None:
@@ -187,6 +224,9 @@ def _check_segmentation(check: _Fields, value: Any, field: str) -> None:
             masks.validate(value)
         except (ValueError, UnicodeEncodeError) as exc:
             raise check.error(field, str(exc)) from None
+        except OverflowError:  # pycocotools holds sizes and runs in 32 bits
+            raise check.error(field, "RLE size or counts above 2^32 - 1, "
+                                     "larger than any image") from None
         return
     if not isinstance(value, list):
         raise check.error(field, "must be a list of polygons or an RLE object, "

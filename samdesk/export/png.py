@@ -18,6 +18,7 @@ to front, so where layers overlap the front-most one wins.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -35,6 +36,8 @@ from samdesk.export.base import (
     ImageWork,
     atomic_file,
     labels_by_id,
+    make_folder,
+    mark_export_folder,
     walk,
 )
 
@@ -45,6 +48,7 @@ MAX_INSTANCES = 65535
 MAX_SEMANTIC_ID = 255
 BACKGROUND = "_background_"
 UNUSED = "_unused_"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Painter = Callable[[ImageWork, Path, dict[int, Label], ExportSummary], None]
 
@@ -74,7 +78,8 @@ def _save_png(image: Image.Image, path: Path) -> None:
 def _save_json(value: Any, path: Path) -> None:
     # No indent: json's C encoder is used only without it (sidecars add up).
     with atomic_file(path, durable=False) as stream:
-        stream.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+        stream.write(json.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                                allow_nan=False) + "\n")
 
 
 def paint_instances(work: ImageWork) -> np.ndarray:
@@ -136,6 +141,14 @@ def palette(labels: dict[int, Label]) -> list[int]:
     return flat
 
 
+def one_line(name: str) -> str:
+    """``name`` with control characters and line breaks written as ``\\xNN`` / ``\\uNNNN``,
+    so that ``labels.txt`` keeps one name a line (label names made before such
+    names were refused may hold them)."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found[0]):02x}" if ord(found[0]) < 256
+                        else f"\\u{ord(found[0]):04x}", name)
+
+
 def _label_table(labels: dict[int, Label]) -> list[dict[str, Any]]:
     top = max(labels, default=0)
     table = [{"id": 0, "name": BACKGROUND, "color": "#000000"}]
@@ -150,7 +163,7 @@ def _write_label_files(out: Path, labels: dict[int, Label], summary: ExportSumma
     table = _label_table(labels)
     txt = out / "labels.txt"
     with atomic_file(txt) as stream:
-        stream.write("".join(f"{row['name']}\n" for row in table))
+        stream.write("".join(f"{one_line(row['name'])}\n" for row in table))
     _save_json(table, out / "labels.json")
     summary.files += [txt, out / "labels.json"]
 
@@ -163,7 +176,8 @@ def write_pngs(project: Project, options: ExportOptions, format_name: str,
     out = Path(options.out)
     status = ImageStatus.DONE if options.only_done else None
     names = png_names(project.images(status))
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
+    mark_export_folder(out)  # also an existing folder: the project scan skips it
     _write_label_files(out, labels, summary)
     for work in walk(project, options, summary, labels):
         painter(work, out / names[work.image.id], labels, summary)

@@ -29,8 +29,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from samdesk.export import FORMATS, ExportOptions, export, import_coco
+from samdesk import errorlog
+from samdesk.export import FORMATS, ExportOptions, default_export_folder, export, import_coco
 from samdesk.project import Project
+
+MAX_PATH_WIDTH = 900
+"""Pixels the path field may grow to; a longer path shows its start, whole in the tooltip."""
 
 
 class JobCancelled(Exception):
@@ -63,8 +67,8 @@ class BackgroundJob(QThread):
             result = self._work(self.progressed.emit, lambda: self._cancel)
         except JobCancelled:
             self.failed.emit("cancelled")
-        except Exception as exc:  # reported to the person, one line
-            self.failed.emit(str(exc) or type(exc).__name__)
+        except Exception as exc:  # reported to the person, one line (traceback to the log)
+            self.failed.emit(errorlog.report(exc, "background job"))
         else:
             self.succeeded.emit(result)
 
@@ -111,6 +115,7 @@ class ExportDialog(QDialog):
             self.format_combo.setItemData(self.format_combo.count() - 1, fmt.description,
                                           Qt.ItemDataRole.ToolTipRole)
         self.path_edit = QLineEdit()
+        self.path_edit.textChanged.connect(self._show_whole_path)
         browse = QPushButton("Browse…")
         self.only_done = QCheckBox("Only images marked done")
         path_row = QHBoxLayout()
@@ -130,9 +135,20 @@ class ExportDialog(QDialog):
         self._default_path()
 
     def _default_path(self) -> None:
+        """``FOLDER-export/<format>`` beside the project folder: never inside it, where
+        the exported PNGs would sit among the images."""
         fmt = FORMATS[self.format_combo.currentData()]
         name = f"export-{fmt.name}" if fmt.out_is_folder else f"{fmt.name}.json"
-        self.path_edit.setText(str(self.project.folder / "export" / name))
+        self.path_edit.setText(str(default_export_folder(self.project) / name))
+
+    def _show_whole_path(self, text: str) -> None:
+        """Wide enough for the whole path (up to a screen-friendly width), shown from its
+        start, and the whole path as the tooltip."""
+        wanted = self.path_edit.fontMetrics().horizontalAdvance(text) + 24
+        self.path_edit.setMinimumWidth(min(max(wanted, 320), MAX_PATH_WIDTH))
+        self.path_edit.setToolTip(text)
+        if not self.path_edit.hasFocus():  # typing keeps its cursor
+            self.path_edit.setCursorPosition(0)
 
     def _browse(self) -> None:
         fmt = FORMATS[self.format_combo.currentData()]
