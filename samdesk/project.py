@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -348,19 +348,11 @@ class Project(ImageListing, LabelsAndLayers, SpareMerging):
             return
         with self._mutex:
             own = not self._conn.in_transaction  # join a batch() already open
-            if own:
-                self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._write("what was read of the images") if own else nullcontext():
                 for image_id, fields in updates:
                     sets = ", ".join(f"{k}=?" for k in fields)
                     self._conn.execute(f"UPDATE images SET {sets} WHERE id=?",
                                        (*fields.values(), image_id))
-                if own:
-                    self._conn.execute("COMMIT")
-            except BaseException:
-                if own:
-                    self._conn.execute("ROLLBACK")
-                raise
         self._emit({"images"}, {image_id for image_id, _ in updates})
 
     def mark_error(self, image_id: int, reason: str) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from samdesk import imagefiles, rows, storage
 from samdesk.annotations import ImageRecord, ImageStatus
+from samdesk.transaction import write_transaction
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -78,6 +79,7 @@ class ImageListing:
     """Folder scanning and the image list; see the module docstring."""
 
     folder: Path
+    db_path: Path
     _conn: sqlite3.Connection
     _mutex: threading.RLock
     _emit: Callable[[set[str], set[int]], None]
@@ -119,8 +121,7 @@ class ImageListing:
         built here from the listing; a new store then turns to WAL mode.
         """
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn, self.db_path, "the image list"):
             new = storage.new_images(conn, listed)
             with _in_background(functools.partial(storage.insert_new_images, conn, new)) as insert:
                 records = rows.new_image_records(new.first_id, listed)
@@ -128,11 +129,6 @@ class ImageListing:
                 digests = storage.listing_digests(listed, scanned)
             insert.result()
             storage.record_listing(conn, digests)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         storage.use_wal(conn)  # after the stamp-changing switch, the list is current
         self._image_list = (self._stamp(), records)
 
@@ -147,17 +143,12 @@ class ImageListing:
             if old is not None and (old[1] != position or old[2]):
                 moved.append((position, old[0]))
         gone = known.keys() - set(listed)
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn, self.db_path, "the image list"):
             storage.insert_images(self._conn, new_slots)
             self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
             self._conn.executemany("UPDATE images SET missing=1 WHERE id=?",
                                    [(known[p][0],) for p in gone if not known[p][2]])
             storage.record_listing(self._conn, storage.listing_digests(listed, scanned))
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
         return len(new_slots) - new_slots.count(None), bool(gone)
 
     def _read_listed(self) -> tuple[Stamp | None, tuple[Any, ...] | None]:

@@ -335,3 +335,23 @@ def test_a_disk_full_to_the_last_byte_names_the_store(small_disk, tmp_path, caps
     filler.unlink()
     with Project.open(folder) as project:
         assert layers(project) == kept
+
+
+def test_failed_rescan_and_image_details_are_one_line_and_kept_for_later(fault, tmp_path):
+    folder = make_folder(tmp_path / "photos")
+    annotate(folder)
+    db = folder / ".samdesk" / "project.sqlite"
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(folder / "c.png")
+    fault.arm("COMMIT", after="INSERT INTO images")
+    with pytest.raises(StoreFullError) as failed:
+        Project.open(folder)
+    assert str(failed.value) == f"{db}: disk full: the image list was not saved"
+    with Project.open(folder) as project:  # the lock went with the failed open
+        assert [i.path for i in project.images()] == ["a.png", "b.png", "c.png"]
+        image = project.image_by_path("c.png")
+        fault.arm("COMMIT", after="UPDATE images")
+        with pytest.raises(StoreFullError, match="what was read of the images was not saved"):
+            project.ensure_image_info(image.id)
+        assert project.image(image.id).width is None
+        assert project.ensure_image_info(image.id).width == 40
+        check_project_works_as_before(project, layers(project), project.history.undo_text)

@@ -15,6 +15,7 @@ from PIL import Image
 
 from samdesk import masks, storage
 from samdesk.annotations import ImageStatus
+from samdesk.errors import StoreFullError
 from samdesk.imagefiles import image_names, is_image_name, list_images, natural_key, natural_sorted
 from samdesk.project import Project
 
@@ -125,7 +126,7 @@ def test_failed_first_scan_write_is_raised_and_leaves_nothing(
 
     with Project.open(folder, scan=False) as project:
         monkeypatch.setattr(storage, "insert_new_images", full_disk)
-        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        with pytest.raises(StoreFullError, match="disk full: the image list was not saved"):
             project.rescan()
         assert project.images() == []
         monkeypatch.setattr(storage, "insert_new_images", real_insert)
