@@ -81,6 +81,8 @@ def back_up(db_path: Path, keep: int = KEEP, pages: int = 1024) -> Path | None:
     newest = newest_backup(db_path)
     folder = backup_dir(db_path)
     folder.mkdir(exist_ok=True)
+    for stale in folder.glob(f"{_PREFIX}*{_SUFFIX}.part"):  # left by a killed samdesk
+        stale.unlink(missing_ok=True)
     target = folder / f"{_PREFIX}{_stamp()}{_SUFFIX}"
     part = target.with_name(target.name + ".part")
     src = sqlite3.connect(db_path.resolve().as_uri() + "?mode=ro", uri=True)

@@ -183,6 +183,12 @@ def test_window_says_read_only(tmp_path, read_only, qtbot, monkeypatch):
         assert window.windowTitle().endswith("(read-only)")
         assert "read-only" in window.statusBar().currentMessage()
         assert window.project is not None and len(window.project.annotations()) == 2
+        qtbot.waitUntil(lambda: window.session is not None and not window.session.loading)
+        window.actions_by_name["done"].trigger()  # Ctrl+Enter: an edit, refused in one line
+        shown = window.statusBar().currentMessage()
+        assert "read-only" in shown and "the edit was not saved" in shown, shown
+        assert "\n" not in shown and all(a.status.value != "done"
+                                          for a in window.project.images())
     finally:
         window.close()
 
