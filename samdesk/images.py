@@ -153,6 +153,62 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
+def _decode_bytes(image: Image.Image, target: tuple[int, int] | None) -> int:
+    """Bytes a decode of the opened ``image`` holds at its peak (an estimate).
+
+    Pillow keeps a multi-band image at 4 bytes a pixel and one band at 1, 2
+    or 4; the result is ``(H, W, 3)`` uint8 at ``target`` (or the full size);
+    a mode other than ``L``/``RGB`` is converted through one more buffer.
+    """
+    width, height = image.size
+    bands = len(image.getbands())
+    per_pixel = 4 if bands > 1 else {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}.get(
+        image.mode, 1)
+    source = width * height * per_pixel
+    out_w, out_h = target or (width, height)
+    converted = 0 if image.mode in ("L", "RGB") else width * height * 4
+    return source + converted + out_w * out_h * 3
+
+
+def _memory_free() -> int | None:
+    """Bytes this process may still allocate: the least of what its address-space
+    limit (``ulimit -v``) leaves and what the system has available; None if unknown."""
+    free = []
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as stream:
+                used = int(stream.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            free.append(soft - used)
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        with open("/proc/meminfo") as stream:
+            info = dict(line.split(":", 1) for line in stream)
+        free.append((int(info["MemAvailable"].split()[0]) +
+                     int(info.get("SwapFree", "0 kB").split()[0])) * 1024)
+    except (OSError, KeyError, ValueError):
+        pass
+    return min(free) if free else None
+
+
+def _too_large(size: tuple[int, int], needed: int) -> str:
+    return f"too large to decode: {size[0]}x{size[1]}, {needed >> 20} MB needed"
+
+
+def _check_memory(path: Path, image: Image.Image, target: tuple[int, int] | None) -> None:
+    """Refuse, before decoding, an image whose pixels would not fit in the memory left."""
+    needed = _decode_bytes(image, target)
+    if needed < 64 << 20:  # small images: not worth reading /proc
+        return
+    free = _memory_free()
+    if free is not None and needed > free:
+        raise ImageReadError(path, f"{_too_large(image.size, needed)}, {max(free, 0) >> 20} MB "
+                                   "free")
+
+
 def _tiff_orients_itself() -> bool:
     """Whether this Pillow turns TIFFs upright itself.
 
@@ -260,7 +316,12 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
             # JPEG: libjpeg decodes straight at 1/2, 1/4 or 1/8 of the size, the
             # smallest that is still >= target. Other formats ignore the draft.
             image.draft(image.mode, target)
-        image.load()
+        _check_memory(path, image, target)
+        try:
+            image.load()
+        except MemoryError:
+            needed = _decode_bytes(image, target)
+            raise ImageReadError(path, _too_large(image.size, needed)) from None
         pixels = _to_8bit(image)
         if pixels is not image:
             image.close()  # frees the decoded source now, not when the block ends

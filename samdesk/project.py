@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samdesk import imagefiles, images, rows
+from samdesk import imagefiles, rows
 from samdesk.annotations import ImageRecord, ImageStatus
 from samdesk.backups import BackupKeeper
-from samdesk.errors import ImageReadError, ProjectError
+from samdesk.errors import ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
 from samdesk.project_edits import LabelsAndLayers
+from samdesk.project_files import ChangedFiles, stat_differs
 from samdesk.project_merge import SpareMerging, refuse_lost_store
 from samdesk.project_scan import ImageListing
 from samdesk.storage import (
@@ -37,6 +38,12 @@ from samdesk.storage import (
 from samdesk.transaction import write_transaction
 
 
+_READABLE_AGAIN = ("UPDATE images SET status=CASE WHEN EXISTS (SELECT 1 FROM annotations a "
+                   "WHERE a.image_id=images.id) THEN 'in_progress' ELSE 'todo' END "
+                   "WHERE id=? AND status='error'")
+"""An image whose file reads again leaves status "error": in progress if it has masks."""
+
+
 @dataclass(frozen=True)
 class ProjectEvent:
     """What changed: ``kind`` is "images", "labels" or "annotations"."""
@@ -45,7 +52,7 @@ class ProjectEvent:
     image_ids: frozenset[int]
 
 
-class Project(ImageListing, LabelsAndLayers, SpareMerging):
+class Project(ImageListing, ChangedFiles, LabelsAndLayers, SpareMerging):
     """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
@@ -288,10 +295,16 @@ class Project(ImageListing, LabelsAndLayers, SpareMerging):
         return rows.image_record(row)
 
     def image_by_path(self, rel_path: str) -> ImageRecord | None:
+        """The image whose relative path is ``rel_path``; a path written with ``\\``
+        separators (Windows) is tried with ``/`` only when no file has the exact name
+        (``\\`` is an ordinary character in Linux file names)."""
         with self._mutex:
-            row = self._conn.execute("SELECT id FROM images WHERE path=?",
-                                     (rel_path.replace("\\", "/"),)).fetchone()
-        return self.image(row["id"]) if row else None
+            for path in dict.fromkeys((rel_path, rel_path.replace("\\", "/"))):
+                row = self._conn.execute("SELECT id FROM images WHERE path=?",
+                                         (imagefiles.store_path(path),)).fetchone()
+                if row is not None:
+                    return self.image(row["id"])
+        return None
 
     def image_file(self, image: ImageRecord | int) -> Path:
         """The absolute path of an image's file."""
@@ -317,31 +330,23 @@ class Project(ImageListing, LabelsAndLayers, SpareMerging):
             self._write_infos([(i, fields) for i, fields in found if fields])
 
     def _read_info(self, image_id: int, verify: bool) -> dict[str, Any] | None:
-        """The image columns to store after reading the file, or None if known."""
-        record = self.image(image_id)
-        if record.error is not None:
+        """The image columns to store after reading the file, or None if known.
+
+        A file recorded as unreadable is read again when its time or size changed.
+        """
+        with self._mutex:
+            row = self._conn.execute("SELECT path, width, hash, mtime, fsize, error, verified "
+                                     "FROM images WHERE id=?", (image_id,)).fetchone()
+        if row is None:
+            raise ProjectError(f"no image with id {image_id} in {self.folder}")
+        path = self.folder / imagefiles.stored_path(row["path"])
+        if row["error"] is not None:
+            if not stat_differs(path, row["mtime"], row["fsize"]):
+                return None
+        elif row["width"] is not None and row["hash"] is not None and (
+                not verify or row["verified"]):
             return None
-        if record.width is not None and record.content_hash is not None:
-            if not verify:
-                return None
-            with self._mutex:
-                row = self._conn.execute("SELECT verified FROM images WHERE id=?",
-                                         (image_id,)).fetchone()
-            if row["verified"]:
-                return None
-        path = self.image_file(record)
-        try:
-            if verify:
-                images.load_display(path, max_side=512)
-            width, height = images.read_size(path)
-            digest = imagefiles.content_hash(path)
-            stat = path.stat()
-        except ImageReadError as exc:
-            return {"status": ImageStatus.ERROR.value, "error": exc.reason}
-        except OSError as exc:
-            return {"status": ImageStatus.ERROR.value, "error": exc.strerror or str(exc)}
-        return {"width": width, "height": height, "hash": digest, "mtime": stat.st_mtime,
-                "fsize": stat.st_size, "error": None, "verified": int(verify)}
+        return self._look_at(image_id, path, row["hash"], verify)
 
     def _write_infos(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
         if self.read_only or not updates:
@@ -350,19 +355,25 @@ class Project(ImageListing, LabelsAndLayers, SpareMerging):
             own = not self._conn.in_transaction  # join a batch() already open
             with self._write("what was read of the images") if own else nullcontext():
                 for image_id, fields in updates:
+                    if fields.get("error") is not None:
+                        fields = {**fields, "status": ImageStatus.ERROR.value}
                     sets = ", ".join(f"{k}=?" for k in fields)
                     self._conn.execute(f"UPDATE images SET {sets} WHERE id=?",
                                        (*fields.values(), image_id))
+                    if "error" in fields and fields["error"] is None:  # it reads again
+                        self._conn.execute(_READABLE_AGAIN, (image_id,))
         self._emit({"images"}, {image_id for image_id, _ in updates})
 
     def mark_error(self, image_id: int, reason: str) -> None:
-        """Record that an image could not be read (status "error" with the reason)."""
-        self._set_image_fields(image_id, status=ImageStatus.ERROR.value, error=reason)
-
-    def accept_changed_file(self, image_id: int) -> None:
-        """Clear the "file changed" flag and take the file's current hash and size."""
-        self._set_image_fields(image_id, hash=None, width=None, height=None, changed=0)
-        self.ensure_image_info(image_id)
+        """Record that an image could not be read (status "error" with the reason);
+        it is read again once its file's time or size changes."""
+        path = self.image_file(image_id)
+        try:
+            stat = path.stat()
+            seen = {"mtime": stat.st_mtime, "fsize": stat.st_size}
+        except OSError:
+            seen = {"mtime": None, "fsize": None}
+        self._set_image_fields(image_id, error=reason, **seen)
 
     def _set_image_fields(self, image_id: int, **fields: Any) -> None:
         self._write_infos([(image_id, fields)])

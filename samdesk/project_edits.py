@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from samdesk import rows
 from samdesk.annotations import RLE, ImageStatus, Label, MaskLayer
 from samdesk.errors import ProjectError
+from samdesk.imagefiles import display_path, stored_path
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,6 +53,16 @@ def label_name_problem(name: str) -> str | None:
     if bad is None:
         return None
     return f"label name {name!r} holds a control character ({bad!r}); use printable text"
+
+
+def _check_fits(image: Row, mask: dict[str, Any]) -> None:
+    """Refuse a mask whose size is not the image's current upright size: it could
+    not be drawn nor exported (the file was replaced by one of another size)."""
+    size = (image["width"], image["height"])
+    if size[0] is not None and (mask["width"], mask["height"]) != size:
+        name = display_path(stored_path(image["path"]))
+        raise ProjectError(f"{name}: the mask is {mask['width']}x{mask['height']} but the "
+                           f"image is {size[0]}x{size[1]} now; the mask was not saved")
 
 
 class LabelsAndLayers:
@@ -171,12 +182,14 @@ class LabelsAndLayers:
             image = self._row("images", image_id)
             if label_id is not None:
                 self._row("labels", label_id)
+            columns = rows.rle_columns(rle)
+            _check_fits(image, columns)
             top = self._conn.execute("SELECT COALESCE(MAX(z), -1) FROM annotations "
                                      "WHERE image_id=?", (image_id,)).fetchone()[0]
             ann_id = self._next_id("annotations")
             stamp = rows.now()
             row = {"id": ann_id, "image_id": image_id, "label_id": label_id,
-                   **rows.rle_columns(rle), "z": int(top) + 1, "visible": 1, "locked": 0,
+                   **columns, "z": int(top) + 1, "visible": 1, "locked": 0,
                    "score": score, "prompts": rows.dumps(prompts), "created": stamp,
                    "updated": stamp}
             self._record("annotations", ann_id, None, row)
@@ -196,6 +209,7 @@ class LabelsAndLayers:
                 if before["locked"] and locked is UNSET:
                     raise ProjectError(f"mask {ann_id} is locked; unlock it to edit")
                 after.update(rows.rle_columns(rle))
+                _check_fits(self._row("images", before["image_id"]), after)
             if label_id is not UNSET:
                 if label_id is not None:
                     self._row("labels", label_id)

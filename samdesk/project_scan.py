@@ -70,7 +70,8 @@ def _in_background(call: Callable[[], T]) -> Iterator[Future[T]]:
 
 
 class Unchanged(NamedTuple):
-    """A rescan found what the store holds; ``hashed``: some image has a content hash."""
+    """A rescan found what the store holds; ``hashed``: some image has a content hash
+    or a read error (so some file may need looking at again)."""
 
     hashed: bool
 
@@ -84,6 +85,12 @@ class ImageListing:
     _mutex: threading.RLock
     _emit: Callable[[set[str], set[int]], None]
     _image_list: tuple[Stamp, list[ImageRecord]] | None = None
+    if TYPE_CHECKING:  # provided by ChangedFiles
+
+        def _check_changed_files(self) -> None: ...
+    scan_problems: list[tuple[str, str]] = []
+    """``(relative path, reason)`` of image-named links the last :meth:`rescan` could not
+    follow ("broken link", "link loop"): not images of the project, but named in ``info``."""
 
     def rescan(self) -> int:
         """List the folder's images again; returns how many are new. Never decodes.
@@ -93,15 +100,18 @@ class ImageListing:
         that changed since they were first read are flagged.
         """
         with self._mutex, rows.gc_paused():
+            problems: list[tuple[str, str]] = []
             with _in_background(self._read_listed) as stored:  # read while the folder is listed
-                scanned = imagefiles.scan_images(self.folder)
+                scanned = imagefiles.scan_images(self.folder, problems)
+            self.scan_problems = problems
             unchanged = self._keep_if_unchanged(*stored.result(), scanned)
             if unchanged is not None:
                 if unchanged.hashed:
                     self._check_changed_files()
                 return 0
             listed = imagefiles.natural_sorted(scanned)
-            known = {path: (image_id, position, missing) for image_id, path, position, missing
+            known = {imagefiles.stored_path(path): (image_id, position, missing)
+                     for image_id, path, position, missing
                      in self._tuples("SELECT id, path, position, missing FROM images")}
             if not known:
                 self._record_first_scan(listed, scanned)
@@ -122,7 +132,7 @@ class ImageListing:
         """
         conn = self._conn
         with write_transaction(conn, self.db_path, "the image list"):
-            new = storage.new_images(conn, listed)
+            new = storage.new_images(conn, imagefiles.store_paths(listed))
             with _in_background(functools.partial(storage.insert_new_images, conn, new)) as insert:
                 records = rows.new_image_records(new.first_id, listed)
                 gc.collect(0)  # the next collection would walk the new records: do it now
@@ -144,7 +154,8 @@ class ImageListing:
                 moved.append((position, old[0]))
         gone = known.keys() - set(listed)
         with write_transaction(self._conn, self.db_path, "the image list"):
-            storage.insert_images(self._conn, new_slots)
+            storage.insert_images(self._conn, [None if path is None else imagefiles.store_path(path)
+                                               for path in new_slots])
             self._conn.executemany("UPDATE images SET position=?, missing=0 WHERE id=?", moved)
             self._conn.executemany("UPDATE images SET missing=1 WHERE id=?",
                                    [(known[p][0],) for p in gone if not known[p][2]])
@@ -178,7 +189,8 @@ class ImageListing:
             if storage.listing_unchanged(self._conn, listed):
                 return Unchanged(hashed=True)
             return None
-        paths, positions = json.loads(found[1]), json.loads(found[_ARRAYS - 1])
+        paths = imagefiles.stored_paths(json.loads(found[1]))
+        positions = json.loads(found[_ARRAYS - 1])
         if not storage.listing_matches(paths, positions, found[_ARRAYS + 1:], listed):
             return None  # the other columns are not even parsed
         columns = [paths if k == 1 else positions if k == _ARRAYS - 1 else json.loads(text)
@@ -186,7 +198,9 @@ class ImageListing:
         if stamp is not None:
             self._image_list = (stamp, rows.image_records_from_columns(columns,
                                                                        self._mask_counts()))
-        return Unchanged(hashed=columns[4].count(None) < len(columns[4]))
+        hashes, errors = columns[4], columns[6]  # files read, or that failed to read
+        return Unchanged(hashed=hashes.count(None) < len(hashes) or
+                         errors.count(None) < len(errors))
 
     def _tuples(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` as plain tuples (several times cheaper than ``sqlite3.Row``)."""
@@ -200,29 +214,6 @@ class ImageListing:
     def _mask_counts(self) -> dict[int, int]:
         """How many masks each image with any has, by image id."""
         return dict(self._tuples("SELECT image_id, COUNT(*) FROM annotations GROUP BY image_id"))
-
-    def _check_changed_files(self) -> None:
-        """Flag images whose file differs from the one first read (size, time, then hash)."""
-        found = self._tuples("SELECT id, path, hash, mtime, fsize FROM images "
-                             "WHERE hash IS NOT NULL AND missing=0")
-        flagged = []
-        for image_id, path, digest, mtime, fsize in found:
-            file = self.folder / path
-            try:
-                stat = file.stat()
-            except OSError:
-                continue
-            if stat.st_size == fsize and stat.st_mtime == mtime:
-                continue
-            try:
-                if imagefiles.content_hash(file) != digest:
-                    flagged.append((image_id,))
-            except OSError:
-                continue
-        if flagged:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("UPDATE images SET changed=1 WHERE id=?", flagged)
-            self._conn.execute("COMMIT")
 
     def images(self, status: ImageStatus | None = None) -> list[ImageRecord]:
         """Images in natural order of their paths, with their mask counts.

@@ -15,6 +15,7 @@ from typing import Any
 
 from samdesk.annotations import RLE, ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import ProjectError
+from samdesk.imagefiles import stored_path, stored_paths
 
 RowLike = Mapping[str, Any] | sqlite3.Row
 
@@ -24,7 +25,7 @@ def image_record(row: RowLike) -> ImageRecord:
     missing = bool(row["missing"])
     return ImageRecord(
         id=int(row["id"]),
-        path=row["path"],
+        path=stored_path(row["path"]),
         width=row["width"],
         height=row["height"],
         content_hash=row["hash"],
@@ -59,7 +60,7 @@ def image_records(found: list[tuple[Any, ...]], counts: dict[int, int]) -> list[
     if None in status_column:  # a status this version does not know: the enum's own error
         ImageStatus(statuses[status_column.index(None)])
     return _build_records(len(ids), (
-        ids, paths, widths, heights, digests, status_column,
+        ids, stored_paths(list(paths)), widths, heights, digests, status_column,
         map(_error_text, errors, missing) if any(missing) else errors,
         map(bool, changed),
         map(counts.get, ids, repeat(0)) if counts else repeat(0)))
@@ -98,6 +99,7 @@ def image_records_from_columns(columns: list[list[Any]],
         pick = operator.itemgetter(*order)
         columns = [pick(column) for column in columns]
         ids = columns[0]
+    columns[1] = stored_paths(columns[1])
     statuses = columns[5]
     status_column = list(map(_STATUS.get, statuses))
     if None in status_column:  # a status this version does not know: the enum's own error

@@ -10,6 +10,7 @@ from typing import Any
 
 from samdesk.commands.progress import Progress
 from samdesk.errors import ProjectLockedError
+from samdesk.imagefiles import display_path
 from samdesk.project import Project
 
 
@@ -28,6 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="JSON file (COCO formats) or folder (PNG formats)")
     export.add_argument("--only-done", action="store_true", help="only images marked done")
     export.set_defaults(func=run_export)
+
+    fit = sub.add_parser("unfitting", help="masks that no longer fit a replaced image: "
+                         "list them, drop them or keep them")
+    fit.add_argument("folder", type=Path)
+    choice = fit.add_mutually_exclusive_group()
+    choice.add_argument("--drop", action="store_true", help="delete them (one undoable edit)")
+    choice.add_argument("--keep", action="store_true",
+                        help="keep them (e.g. to put the old file back) and stop listing the "
+                             "images as changed")
+    fit.set_defaults(func=run_unfitting)
 
     imp = sub.add_parser("import-coco", help="add the masks of a COCO instances JSON")
     imp.add_argument("folder", type=Path)
@@ -66,9 +77,15 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
             try:
                 imageio.load_display(project.image_file(record), max_side=512)
             except SamdeskError as exc:
-                errors.append({"file": record.path, "error": getattr(exc, "reason", str(exc))})
+                errors.append({"file": shown(record.path),
+                               "error": getattr(exc, "reason", str(exc))})
         if record.error is not None:
-            errors.append({"file": record.path, "error": record.error})
+            errors.append({"file": shown(record.path), "error": record.error})
+    errors += [{"file": shown(path), "error": why} for path, why in project.scan_problems]
+    by_id = {r.id: r for r in records}
+    unfitting = [{"file": shown(by_id[i].path), "masks": len(ids),
+                  "size": [by_id[i].width, by_id[i].height]}
+                 for i, ids in project.unfitting_masks().items() if i in by_id]
     names = {label.id: label.name for label in project.labels()}
     counts = project.annotation_counts()
     labels = {name: counts.get(label_id, 0) for label_id, name in names.items()}
@@ -80,9 +97,15 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
         "annotations": sum(counts.values()),
         "labels": labels,
         "status": _status_counts(project),
-        "changed": [r.path for r in project.images() if r.changed],
+        "changed": [shown(r.path) for r in project.images() if r.changed],
+        "unfitting": unfitting,
         "errors": errors,
     }
+
+
+def shown(path: str) -> str:
+    """An image path as ``info`` prints it: undecodable bytes as U+FFFD."""
+    return display_path(path, one_line=False)
 
 
 def _status_counts(project: Project) -> dict[str, int]:
@@ -107,9 +130,13 @@ def run_info(args: argparse.Namespace) -> int:
     for status, count in sorted(info["status"].items()):
         print(f"  status {status}: {count}")
     for path in info["changed"]:
-        print(f"  changed on disk since annotated: {path}")
+        print(f"  changed on disk since annotated: {display_path(path)}")
+    for item in info["unfitting"]:
+        print(f"  {item['masks']} masks of {display_path(item['file'])} no longer fit its size "
+              f"{item['size'][0]}x{item['size'][1]} (the file was replaced); "
+              f"'samdesk unfitting {args.folder} --drop' deletes them, '--keep' keeps them")
     for error in info["errors"]:
-        print(f"  cannot read {error['file']}: {error['error']}")
+        print(f"  cannot read {display_path(error['file'])}: {error['error']}")
     if "note" in info:
         print(f"  note: {info['note']}")
     return 0
@@ -124,6 +151,24 @@ def run_export(args: argparse.Namespace) -> int:
         summary = export(project, args.format, options)  # errors: one line naming the file
     for line in summary.lines():
         print(line)
+    return 0
+
+
+def run_unfitting(args: argparse.Namespace) -> int:
+    """List, drop or keep the masks whose size is not their image's current size."""
+    with Project.open(args.folder) as project:
+        unfitting = project.unfitting_masks()
+        for image_id, ids in unfitting.items():
+            record = project.image(image_id)
+            print(f"{display_path(record.path)}: {len(ids)} masks do not fit "
+                  f"{record.width}x{record.height}")
+        if args.drop:
+            print(f"dropped {project.drop_unfitting_masks(list(unfitting))} masks")
+        elif args.keep:
+            project.keep_unfitting_masks(list(unfitting))
+            print(f"kept the masks of {len(unfitting)} images")
+        elif not unfitting:
+            print("every mask fits its image")
     return 0
 
 

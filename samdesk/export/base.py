@@ -32,7 +32,7 @@ from pycocotools import mask as cocomask
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.errors import SamdeskError
-from samdesk.imagefiles import EXPORT_MARKER
+from samdesk.imagefiles import EXPORT_MARKER, display_path
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -83,10 +83,11 @@ class ExportSummary:
         done = "cancelled" if self.cancelled else "done"
         out = [f"{self.format}: {done}, {self.images} images, {self.annotations} masks, "
                f"{len(self.files)} files written"]
-        out += [f"skipped image {path}: {reason}" for path, reason in self.skipped_images]
+        out += [f"skipped image {display_path(path)}: {reason}"
+                for path, reason in self.skipped_images]
         out += [f"skipped {count} masks: {reason}"
                 for reason, count in sorted(self.skipped_annotations.items())]
-        out += [f"warning {path}: {reason}" for path, reason in self.warnings]
+        out += [f"warning {display_path(path)}: {reason}" for path, reason in self.warnings]
         return out
 
 
@@ -267,13 +268,18 @@ def walk(project: Project, options: ExportOptions, summary: ExportSummary,
             if image.changed:
                 summary.warnings.append((image.path, "file changed on disk since it was read"))
             assert image.width is not None and image.height is not None
-            kept = []
+            kept, unfit = [], 0
             for layer in project.annotations(image.id):
                 problem = _layer_problem(layer, image.width, image.height, labels)
                 if problem is None:
                     kept.append(layer)
                 else:
                     summary.skipped_annotations[problem] += 1
+                    unfit += problem == _UNFIT
+            if unfit:
+                summary.warnings.append((image.path, f"{unfit} masks not exported: they do not "
+                                         f"fit its size {image.width}x{image.height} (file "
+                                         "replaced; see samdesk unfitting)"))
             areas, boxes = _measure(kept)
             empty = [k for k, pixels in enumerate(areas) if pixels == 0]
             if empty:
@@ -287,13 +293,16 @@ def walk(project: Project, options: ExportOptions, summary: ExportSummary,
             options.progress(done + 1, total)
 
 
+_UNFIT = "mask size differs from the image's upright size"
+
+
 def _layer_problem(layer: MaskLayer, width: int, height: int,
                    labels: dict[int, Label]) -> str | None:
     """Why a layer is left out before its pixels are counted (None if it is not)."""
     if layer.label_id is None or layer.label_id not in labels:
         return "no label"
     if list(layer.rle["size"]) != [height, width]:
-        return "mask size differs from the image's upright size"
+        return _UNFIT
     return None
 
 

@@ -4,7 +4,9 @@ The file holds ``info``, ``licenses`` (empty), ``categories``, ``images`` and
 ``annotations``:
 
 * ``images``: ``id`` (the project's image id), ``file_name`` (path relative
-  to the project folder, ``/`` separators), ``width``/``height`` (upright);
+  to the project folder, ``/`` separators; bytes of a name that is not UTF-8
+  are written as U+FFFD), ``width``/``height`` (upright, of the file as it
+  is now);
 * ``categories``: every project label, ``id`` = label id, ``name``,
   ``supercategory`` "object", and samdesk's ``color`` ("#rrggbb");
 * ``annotations``: ``id`` (the mask layer id), ``image_id``, ``category_id``,
@@ -42,6 +44,7 @@ from samdesk.export.base import (
     walk,
 )
 from samdesk.export.polygons import mask_to_polygons, polygons_area
+from samdesk.imagefiles import display_path
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -107,7 +110,8 @@ def write_coco(project: Project, options: ExportOptions, format_name: str,
     with tempfile.TemporaryFile("w+", encoding="utf-8", dir=_temp_dir(target)) as body:
         first = True
         for work in walk(project, options, summary, labels):
-            image_entries.append({"id": work.image.id, "file_name": work.image.path,
+            name = display_path(work.image.path, one_line=False)
+            image_entries.append({"id": work.image.id, "file_name": name,
                                   "width": work.width, "height": work.height})
             for layer, pixels, box in zip(work.layers, work.areas, work.boxes, strict=True):
                 made = segmentation(layer, pixels)

@@ -41,6 +41,7 @@ from samdesk.export.coco_read import (
     read_coco,
     segmentation_to_rle,
 )
+from samdesk.imagefiles import display_path
 from samdesk.project_edits import PALETTE
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ class ImageMatcher:
         self._by_name: dict[str, list[ImageRecord]] = defaultdict(list)
         for record in records:
             self._by_name[PurePosixPath(record.path).name].append(record)
+        # Exports write the bytes of a name that is not UTF-8 as U+FFFD: found by that name.
+        self._shown = {shown: r for r in records
+                       if (shown := display_path(r.path, one_line=False)) != r.path}
 
     def match(self, file_name: str) -> tuple[ImageRecord | None, str]:
         """The image, or None and the reason none fits.
@@ -110,8 +114,10 @@ class ImageMatcher:
         record, reason = self._match(file_name)
         if record is None and "\\" in file_name:
             record, other = self._match(file_name.replace("\\", "/"))
-            if record is None and reason == "not in the project":
+            if record is not None or reason == "not in the project":
                 reason = other
+        if record is None and "\ufffd" in file_name and file_name in self._shown:
+            record, reason = self._shown[file_name], ""
         return record, reason
 
     def _match(self, file_name: str) -> tuple[ImageRecord | None, str]:

@@ -40,6 +40,7 @@ from samdesk.export.base import (
     mark_export_folder,
     walk,
 )
+from samdesk.imagefiles import display_path
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -108,7 +109,7 @@ def _write_instance(work: ImageWork, target: Path, labels: dict[int, Label],
     _save_png(Image.fromarray(canvas), target)
     shown = np.bincount(canvas.ravel(), minlength=len(work.layers) + 1)
     sidecar = {
-        "image": work.image.path,
+        "image": display_path(work.image.path, one_line=False),
         "width": work.width,
         "height": work.height,
         "instances": [

@@ -23,7 +23,7 @@ from samdesk.inference import models
 from samdesk.inference.client import InferenceClient
 from samdesk.inference.requests import Failure, ModelLoaded
 from samdesk.project import Project
-from samdesk.views import export_dialog
+from samdesk.views import changed_images, export_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool
 from samdesk.views.help_overlay import HelpOverlay
 from samdesk.views.images_dock import ImagesDock
@@ -224,6 +224,11 @@ class MainWindow(QMainWindow):
             self.status.note(f"No images in {project.folder}")
         if project.store_note:  # read-only, a spare store, or work merged back: say so
             self.status.note(project.store_note)
+        self.changed_notice = changed_images.show_notice(project, self)  # replaced images
+        if self.changed_notice is not None:
+            notice = self.changed_notice
+            notice.buttonClicked.connect(
+                lambda _button: notice.outcome and self.status.note(notice.outcome))
         return True
 
     def _view_key(self) -> str:
