@@ -467,3 +467,27 @@ def test_a_late_candidate_equal_to_the_shown_one_is_dropped(setup) -> None:
                                            (0, 2): rect(0, 0, 30, 30)}))
     assert len(session.candidates) == 2
     assert session.candidate_index == 1 and np.array_equal(view.candidate, rect(0, 0, 30, 30))
+
+
+def test_a_store_locked_by_another_program_is_one_status_line_and_undo_still_works(
+        setup) -> None:
+    import sqlite3
+
+    project, client, view, session = setup
+    lines: list[str] = []
+    session.message.connect(lines.append)
+    kept = project.add_annotation(session.image.id, masks.encode(rect(0, 0, 10, 10)))
+    other = sqlite3.connect(project.db_path, isolation_level=None)  # another program
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        session.delete_layers([kept.id])
+        session.undo()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    locked = f"{project.db_path} is locked by another program"
+    assert lines == [f"{locked}; the edit was not saved", f"{locked}; the undo was not saved"]
+    assert [a.id for a in project.annotations(session.image.id)] == [kept.id]
+    session.undo()
+    assert lines[-1] == "Undid: Add mask"
+    assert project.annotations(session.image.id) == []

@@ -189,9 +189,18 @@ class LayerEdits:
 
     # ----------------------------------------------------------------- history
     def undo(self) -> None:
-        done = self._try(self.project.undo)
+        """Undo the last edit; the status line says which, or why it was not undone."""
+        try:
+            done = self.project.undo()
+        except SamdeskError as exc:  # e.g. the store is locked: the edit stays, and says so
+            self.message.emit(str(exc))
+            return
         self.message.emit(f"Undid: {done}" if done else "Nothing to undo")
 
     def redo(self) -> None:
-        done = self._try(self.project.redo)
+        try:
+            done = self.project.redo()
+        except SamdeskError as exc:
+            self.message.emit(str(exc))
+            return
         self.message.emit(f"Redid: {done}" if done else "Nothing to redo")
