@@ -243,3 +243,31 @@ def test_a_memory_error_while_decoding_names_the_file(tmp_path: Path, monkeypatc
     monkeypatch.setattr("PIL.PngImagePlugin.PngImageFile.load", no_memory)
     with pytest.raises(ImageReadError, match=r"a\.png: too large to decode: 40x30, 0 MB needed"):
         images.load_rgb(path)
+
+
+def test_the_window_draws_a_replaced_image_at_its_new_size(folder: Path, qtbot) -> None:
+    from samdesk.imagefiles import content_hash
+    from samdesk.inference.requests import PredictResult
+    from samdesk.views.session import Session
+    from tests.test_session import FakeClient, RecordingView, open_and_wait, prediction
+
+    write_png(folder / "a.png", 60, size=(64, 48))
+    with Project.open(folder) as project:
+        client, view = FakeClient(), RecordingView()
+        session = Session(project, client, view)
+        try:
+            open_and_wait(qtbot, session, project.image_by_path("a.png").id)
+            assert view.image.shape == (48, 64, 3)
+            # the embedding is asked for the file as it is now, not the one first read
+            assert client.last("focus")[2].key == content_hash(folder / "a.png")
+            assert view.layers == []  # the 40x30 mask cannot be drawn: it is not
+            session.set_box(5, 5, 30, 30)
+            request_id, _, image, prompts, *_ = client.last("predict")
+            mask = np.zeros((48, 64), bool)
+            mask[5:30, 5:30] = True
+            client.predicted.emit(PredictResult.of(request_id, image.key, prompts,
+                                                   prediction((mask, 0.9))))
+            [ann_id] = session.accept()
+            assert project.annotation(ann_id).rle["size"] == [48, 64]
+        finally:
+            session.close()

@@ -52,6 +52,9 @@ class LayerEdits:
     def _refresh_layers(self) -> None:
         """Re-read the open image's layers and redraw them (back to front)."""
         layers = self.project.annotations(self.image.id) if self.image is not None else []
+        if self.image is not None and self.image.width is not None:
+            size = [self.image.height, self.image.width]  # masks made on a replaced file's
+            layers = [a for a in layers if list(a.rle["size"]) == size]  # other size: not drawn
         ids = {a.id for a in layers}
         self._decoded = {k: v for k, v in self._decoded.items() if k in ids}
         self.selected = [i for i in self.selected if i in ids]
