@@ -23,9 +23,14 @@ if ! command -v apt-get >/dev/null 2>&1; then
     exit 0
 fi
 
+installed() {
+    dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
 missing=""
 for package in $PACKAGES "$@"; do
-    if ! dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    # Ubuntu 24.04 renamed some libraries (libglib2.0-0t64); apt maps the old name
+    if ! installed "$package" && ! installed "${package}t64"; then
         missing="$missing $package"
     fi
 done
