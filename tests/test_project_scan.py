@@ -251,3 +251,36 @@ def test_names_that_json_escapes_are_stored_as_they_are(tmp_path: Path) -> None:
         assert sorted(listed) == sorted(names)
         assert [project.image(i.id).path for i in project.images()] == listed
     assert stored_paths(tmp_path) == listed
+
+
+@pytest.mark.parametrize("raw", [b"bad\xff\xfename.png", b"sub/caf\xe9.png", b"100%\x80 sure.png",
+                                 b"\xc3\xa9t\xe9/x.png"])
+def test_a_name_that_is_not_utf8_is_stored_as_text_and_read_back_exactly(raw: bytes) -> None:
+    from samdesk.imagefiles import store_path, stored_path, stored_paths
+
+    path = os.fsdecode(raw)
+    text = store_path(path)
+    text.encode("utf-8")  # SQLite text: strict UTF-8
+    assert text.startswith("/") and stored_path(text) == path
+    assert os.fsencode(stored_path(text)) == raw
+    assert store_path("sub/plain é.png") == "sub/plain é.png"  # UTF-8 names are kept as they are
+    names = ["a.png", "b.png"]
+    assert stored_paths(names) is names  # nothing to decode: the same list, no copy
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux file names are bytes")
+def test_a_folder_with_odd_names_reopens_on_the_fast_path(tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    write_png(folder / "a.png")
+    bad = os.fsencode(folder) + b"/b\xff.png"
+    with open(bad, "wb") as stream:
+        stream.write((folder / "a.png").read_bytes())
+    write_png(folder / "c\nd.png")
+    with Project.open(folder) as project:
+        first = project.images()
+    before = stored_paths(folder)
+    with Project.open(folder) as project:
+        assert project.images() == first
+        assert project._conn.total_changes == 0  # matched the recorded listing: nothing written
+    assert stored_paths(folder) == before == ["a.png", "/b%FF.png", "c\nd.png"]
+    assert [record.path for record in first] == ["a.png", os.fsdecode(b"b\xff.png"), "c\nd.png"]
