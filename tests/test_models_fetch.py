@@ -319,3 +319,13 @@ def test_cli_fetch_groundingdino_brings_its_tokenizer_files(
     assert (paths.bert_dir() / "config.json").read_bytes() == b"{}"
     assert models.resolve_checkpoint(spec) == models_dir / spec.filename
     assert {r.path for r in server.requests} == {"model.pth", "vocab.txt", "config.json"}
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:port/x.pth", "http:///x.pth"])
+def test_cli_fetch_of_a_malformed_url_is_one_line_naming_it(
+    url: str, models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "fetch", "sam_vit_b", "--url", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"samdesk: error: {url}: not a valid URL") and "\n" not in err
+    assert not models_dir.exists() or not any(models_dir.iterdir())

@@ -21,6 +21,7 @@ from unittest import mock
 
 import torch
 
+from samdesk.errorlog import shorten
 from samdesk.inference.base import EngineError
 from samdesk.inference.device import read_checkpoint
 from samdesk.inference.paths import bert_dir
@@ -111,7 +112,7 @@ def build_untrained(spec: ModelSpec) -> torch.nn.Module:
                           f"config ({type(exc).__name__}: {exc})") from None
     except (OSError, ValueError) as exc:
         raise EngineError(f"{spec.name}: cannot read the BERT tokenizer in {folder} "
-                          f"({str(exc).splitlines()[0][:160]})") from None
+                          f"({shorten(str(exc) or type(exc).__name__, 160)})") from None
 
 
 def model_state(checkpoint: object, spec: ModelSpec, path: Path) -> dict[str, torch.Tensor]:

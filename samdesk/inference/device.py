@@ -17,13 +17,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import pickle
-import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
 
+from samdesk.errorlog import shorten
 from samdesk.inference.base import EngineError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "gpu", "mps")
@@ -127,20 +126,41 @@ def read_checkpoint(path: Path, model_name: str) -> object:
     """Load a checkpoint file onto the CPU without running pickled code.
 
     Raises :class:`EngineError` "``model_name``: ``path`` ..." when the file
-    is missing, unreadable, truncated or not a torch file.
+    is missing, unreadable, truncated or not a torch file; whatever torch's
+    unpickler raises on a damaged file (``IndexError`` on one byte,
+    ``UnpicklingError``...) is that one line, its reason cut at a word.
     """
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"{model_name}: checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile,
-            pickle.UnpicklingError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except MemoryError:
+        raise
+    except Exception as exc:  # any failure to unpickle is a damaged file
+        try:
+            count = path.stat().st_size
+            size = f"{count:,} byte{'' if count == 1 else 's'}"
+        except OSError:
+            size = "unreadable"
         raise EngineError(
-            f"{model_name}: {path} is not a readable checkpoint "
-            f"(truncated or corrupt file: {reason[:120]})"
+            f"{model_name}: {path} is not a readable checkpoint ({size}; truncated or "
+            f"corrupt file: {_load_failure(exc)})"
         ) from None
+
+
+def _load_failure(exc: BaseException) -> str:
+    """The telling part of a ``torch.load`` failure, on one line of at most 160 characters.
+
+    A weights-only load wraps the unpickler's reason in paragraphs of advice
+    about ``weights_only``; the reason is what follows ``WeightsUnpickler error:``.
+    """
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().split("\n\n", 1)[0]
+    line = next((ln for ln in text.splitlines() if ln.strip()), "")
+    return shorten(line or type(exc).__name__, 160)
 
 
 def load_weights(

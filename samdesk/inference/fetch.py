@@ -1,7 +1,10 @@
 """Download one file over HTTP(S) with progress, resume and verification.
 
 :func:`fetch` writes to ``DEST.part`` and renames to ``DEST`` only after the
-size and sha256 check out, so a file at ``DEST`` is always complete. An
+size and sha256 of that file on disk check out, so a file at ``DEST`` is
+always complete. One process at a time fetches a destination: each holds an
+exclusive lock (``flock``) on ``DEST.lock``; a second fetch of the same file
+waits for the first, then finds it installed. An
 interrupted transfer leaves the ``.part`` file, and the next call asks the
 server for the rest with an HTTP ``Range`` request; a server that ignores
 ``Range`` sends the whole file again, which is handled too. A download that
@@ -13,6 +16,7 @@ Only the standard library is used (urllib). Every failure is a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -20,12 +24,20 @@ import re
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, BinaryIO
 
+from samdesk.errorlog import shorten
 from samdesk.errors import SamdeskError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; fetches of one file are not serialised there
+    fcntl = None  # type: ignore[assignment]
 
 ProgressFn = Callable[[int, int | None], None]
 """Called as ``progress(bytes_done, bytes_total_or_None)``: once where a run starts
@@ -40,15 +52,75 @@ class FetchError(SamdeskError):
     """A download failed; the message is one line naming the URL or file."""
 
 
-class _Digest(Protocol):
-    def update(self, data: bytes, /) -> None: ...
+@dataclass(frozen=True)
+class Downloaded:
+    """What :func:`download` did: ``path`` is installed; ``downloaded`` False when
+    another process installed it while this one waited for the lock."""
 
-    def hexdigest(self) -> str: ...
+    path: Path
+    downloaded: bool
 
 
 def part_path(dest: Path) -> Path:
     """Where the partial download of ``dest`` lives: ``DEST.part``."""
     return dest.with_name(dest.name + ".part")
+
+
+def lock_path(dest: Path) -> Path:
+    """The file whose lock a fetch of ``dest`` holds: ``DEST.lock``."""
+    return dest.with_name(dest.name + ".lock")
+
+
+@contextlib.contextmanager
+def destination_lock(dest: Path, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold the exclusive lock on ``DEST.lock`` while the block runs.
+
+    Yields True when another process (or thread) held it first and this one
+    waited; ``on_wait()`` is called once before waiting. The lock goes with
+    the file descriptor, so a process that dies releases it. The holder
+    removes the lock file before letting go; a waiter that then holds the
+    lock of a removed file opens the path again, so two never both hold it.
+    """
+    if fcntl is None:
+        yield False
+        return
+    path = lock_path(dest)
+    waited = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None and not waited:
+                on_wait()
+            waited = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed that file as it let go: take the new one
+    try:
+        yield waited
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def check_url(url: str) -> None:
+    """Refuse, in one line naming it, a URL that is not http(s) with a host."""
+    if not url.lower().startswith(("http://", "https://")):
+        raise FetchError(f"{url}: only http:// and https:// URLs can be fetched")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError as exc:
+        raise FetchError(f"{url}: not a valid URL ({shorten(str(exc), 120)})") from None
+    if not parts.hostname:
+        raise FetchError(f"{url}: not a valid URL (no host name)")
 
 
 def sha256_file(path: Path, chunk: int = CHUNK) -> str:
@@ -68,19 +140,60 @@ def fetch(
     progress: ProgressFn | None = None,
     chunk: int = CHUNK,
     timeout: float = 30.0,
+    on_wait: Callable[[], None] | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` and return ``dest``.
+    """Download ``url`` to ``dest`` and return ``dest``: :func:`download`'s path."""
+    return download(url, dest, expected_size, sha256, progress, chunk, timeout, on_wait).path
 
-    ``expected_size`` (bytes) and ``sha256`` (hex) are checked when given.
-    ``timeout`` (seconds) bounds connecting and each read. Raises
-    :class:`FetchError`; on a lost connection ``DEST.part`` stays for resume.
+
+def download(
+    url: str,
+    dest: Path,
+    expected_size: int | None = None,
+    sha256: str | None = None,
+    progress: ProgressFn | None = None,
+    chunk: int = CHUNK,
+    timeout: float = 30.0,
+    on_wait: Callable[[], None] | None = None,
+) -> Downloaded:
+    """Download ``url`` to ``dest`` under the destination's lock.
+
+    ``expected_size`` (bytes) and ``sha256`` (hex) are checked when given,
+    on the file as written. ``timeout`` (seconds) bounds connecting and each
+    read. When another fetch of ``dest`` holds the lock, ``on_wait()`` is
+    called and this one waits; if that fetch installed a file that checks
+    out, nothing is downloaded. Raises :class:`FetchError`; on a lost
+    connection ``DEST.part`` stays for resume.
     """
-    if not url.lower().startswith(("http://", "https://")):
-        raise FetchError(f"{url}: only http:// and https:// URLs can be fetched")
+    check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = part_path(dest)
     want_hash = sha256.lower() if sha256 else None
+    with destination_lock(dest, on_wait) as waited:
+        if waited and dest.is_file() and _checks_out(dest, expected_size, want_hash, chunk):
+            return Downloaded(dest, False)
+        return Downloaded(_fetch_locked(url, dest, expected_size, want_hash, progress, chunk,
+                                        timeout), True)
+
+
+def _checks_out(path: Path, size: int | None, want_hash: str | None, chunk: int) -> bool:
+    """Whether the file at ``path`` has ``size`` bytes and sha256 ``want_hash`` (when given)."""
+    if size is not None and path.stat().st_size != size:
+        return False
+    return want_hash is None or sha256_file(path, chunk) == want_hash
+
+
+def _fetch_locked(
+    url: str,
+    dest: Path,
+    expected_size: int | None,
+    want_hash: str | None,
+    progress: ProgressFn | None,
+    chunk: int,
+    timeout: float,
+) -> Path:
+    """:func:`download`'s work, with the destination's lock held."""
+    part = part_path(dest)
     have = part.stat().st_size if part.exists() else 0
     if expected_size is not None and have > expected_size:
         part.unlink()
@@ -126,6 +239,8 @@ def _download(
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
+    except ValueError as exc:  # http.client.InvalidURL and the like
+        raise FetchError(f"{url}: not a valid URL ({shorten(str(exc), 120)})") from None
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:
             raise _RangeRejected from None
@@ -144,19 +259,16 @@ def _download(
                 f"{expected_size} bytes"
             )
         total = total if total is not None else expected_size
-        digest = hashlib.sha256()
-        if start:
-            _hash_prefix(part, digest, chunk)
         with open(part, "ab" if start else "wb") as out:
             if progress is not None:
                 progress(start, total)  # where this run starts (resumed bytes)
-            done = _copy(response, out, digest, start, total, url, progress, chunk, timeout)
+            done = _copy(response, out, start, total, url, progress, chunk, timeout)
     if total is not None and done < total:
         raise FetchError(
             f"{url}: connection closed after {done} of {total} bytes; "
             f"run again to resume"
         )
-    return _finish(part, dest, url, expected_size, want_hash, digest.hexdigest())
+    return _finish(part, dest, url, expected_size, want_hash, chunk)
 
 
 def _plan(response: http.client.HTTPResponse, url: str, have: int) -> tuple[int, int | None]:
@@ -174,16 +286,9 @@ def _plan(response: http.client.HTTPResponse, url: str, have: int) -> tuple[int,
     return 0, body  # no Range asked, or the server ignored it: a fresh start
 
 
-def _hash_prefix(part: Path, digest: _Digest, chunk: int) -> None:
-    with open(part, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-
-
 def _copy(
     response: BinaryIO,
     out: IO[bytes],
-    digest: _Digest,
     done: int,
     total: int | None,
     url: str,
@@ -212,7 +317,6 @@ def _copy(
             if not block:
                 return done
             out.write(block)
-            digest.update(block)
             done += len(block)
             if progress is not None:
                 progress(done, total)
@@ -223,9 +327,10 @@ def _copy(
 
 def _finish(
     part: Path, dest: Path, url: str, expected_size: int | None, want_hash: str | None,
-    got_hash: str,
+    chunk: int,
 ) -> Path:
-    """Verify the complete ``.part`` and rename it to ``dest``, or delete it."""
+    """Verify the complete ``.part`` as it lies on disk (size, then sha256 read
+    back from the file) and rename it to ``dest``, or delete it."""
     size = part.stat().st_size
     if expected_size is not None and size != expected_size:
         part.unlink()
@@ -233,6 +338,7 @@ def _finish(
             f"{dest.name}: downloaded {size} bytes but expected {expected_size} "
             f"from {url}; the download was removed"
         )
+    got_hash = sha256_file(part, chunk) if want_hash is not None else None
     if want_hash is not None and got_hash != want_hash:
         part.unlink()
         raise FetchError(

@@ -24,7 +24,7 @@ from typing import IO, Any
 from samdesk.errors import FormatError
 from samdesk.inference import paths, registry
 from samdesk.inference.base import EngineError
-from samdesk.inference.fetch import ProgressPrinter, fetch, sha256_file
+from samdesk.inference.fetch import ProgressPrinter, download, sha256_file
 from samdesk.inference.registry import DETECTOR, ModelSpec, get_spec
 
 INDEX_NAME = "models.json"
@@ -192,11 +192,11 @@ def fetch_model(
     current = installed(name)
     if current is None or force:
         dest = default_path(spec)
-        _fetch_one(source, dest, spec.size, spec.sha256, spec.name, stream)
+        fetched = _fetch_one(source, dest, spec.size, spec.sha256, spec.name, stream)
         models = _read_index()
         if models.pop(name, None) is not None:  # the fetched file replaces a registered one
             _write_index(models)
-        done.append(FetchedFile(dest, True))
+        done.append(FetchedFile(dest, fetched))
     else:
         done.append(FetchedFile(current, False))
     if spec.family in registry.FAMILIES_NEEDING_BERT:
@@ -206,18 +206,27 @@ def fetch_model(
                 done.append(FetchedFile(target, False))
                 continue
             source = bert_url.rstrip("/") + "/" + remote.filename if bert_url else remote.url
-            _fetch_one(source, target, remote.size, remote.sha256, remote.filename, stream)
-            done.append(FetchedFile(target, True))
+            fetched = _fetch_one(source, target, remote.size, remote.sha256, remote.filename,
+                                 stream)
+            done.append(FetchedFile(target, fetched))
     return done
 
 
 def _fetch_one(
     url: str, dest: Path, size: int | None, sha256: str | None, label: str,
     stream: IO[str] | None,
-) -> None:
+) -> bool:
+    """Fetch one file; False when another process installed it meanwhile."""
     printer = ProgressPrinter(label, stream) if stream is not None else None
+
+    def waiting() -> None:
+        if stream is not None:
+            stream.write(f"samdesk: waiting for another download of {dest.name} to finish\n")
+            stream.flush()
+
     try:
-        fetch(url, dest, expected_size=size, sha256=sha256, progress=printer)
+        return download(url, dest, expected_size=size, sha256=sha256, progress=printer,
+                        on_wait=waiting).downloaded
     finally:
         if printer is not None:
             printer.close()
