@@ -206,17 +206,27 @@ def test_clicks_wait_for_the_embedding_and_the_gui_keeps_running(
     window.close()
 
 
-def test_tab_cycles_candidates_and_escape_clears(qtbot, window: MainWindow) -> None:
-    click_image(qtbot, window, 160, 120)
+def test_tab_cycles_distinct_candidates_and_escape_clears(
+        qtbot, settings: QSettings, tmp_path: Path) -> None:
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    img = np.random.default_rng(2).integers(10, 40, (H, W, 3), dtype=np.uint8)
+    img[disk_mask(160, 120) & ~disk_mask(160, 120, 20)] = (225, 220, 210)
+    cv2.imwrite(str(ring / "ring.png"), img)
+    window = make_window(qtbot, settings, ring)
+    click_image(qtbot, window, 195, 120)  # on the ring: the ring, and the ring filled
     wait_candidate(qtbot, window)
     session = window.session
-    assert len(session.candidates) >= 2
+    shown = [c.mask for c in session.candidates]
+    assert len(shown) >= 2
+    assert all(not np.array_equal(a, b) for i, a in enumerate(shown) for b in shown[i + 1:])
     key(qtbot, window, Qt.Key.Key_Tab)
     assert session.candidate_index == 1
     assert "(2/" in window.status.score.text()
     key(qtbot, window, Qt.Key.Key_Escape)
     assert session.candidates == [] and session.points == []
     assert window.project.annotations(session.image.id) == []
+    window.close()
 
 
 def test_box_drag_then_accept(qtbot, window: MainWindow) -> None:
