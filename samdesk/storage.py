@@ -244,13 +244,17 @@ def _create(db_path: Path) -> None:
     a ``project.sqlite`` that exists always has them, so an empty one is damage."""
     part = db_path.with_name(db_path.name + ".new")
     part.unlink(missing_ok=True)
-    conn = sqlite3.connect(part, isolation_level=None)
     try:
-        conn.execute("PRAGMA synchronous=FULL")
-        _migrate(conn, db_path)
-    finally:
-        conn.close()
-    os.replace(part, db_path)
+        conn = sqlite3.connect(part, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            _migrate(conn, db_path)
+        finally:
+            conn.close()
+        os.replace(part, db_path)
+    except BaseException:
+        part.unlink(missing_ok=True)  # a full disk, say: leave nothing half made behind
+        raise
 
 
 def _connect_read_only(db_path: Path) -> sqlite3.Connection:
