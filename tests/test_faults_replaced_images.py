@@ -139,7 +139,7 @@ def test_an_image_replaced_by_another_size_shows_which_masks_no_longer_fit(
         project.add_annotation(record.id, masks.encode(ring(48, 64)), project.labels()[0].id)
 
     info = info_json(folder, capsys)
-    assert info["unfitting"] == [{"file": "a.png", "masks": 1, "size": [64, 48]}]
+    assert info["unfitting"] == [{"file": "a.png", "masks": 1, "size": [64, 48], "kept": False}]
     assert info["annotations"] == 3
     assert main(["info", str(folder)]) == 0
     assert ("1 masks of a.png no longer fit its size 64x48 (the file was replaced); "
@@ -174,6 +174,12 @@ def test_unfitting_masks_are_dropped_undoably_or_kept(folder: Path, capsys) -> N
         assert len(project.annotations(a.id)) == 1  # undo brings it back
         project.keep_unfitting_masks([b.id])
         assert not project.image(b.id).changed and len(project.annotations(b.id)) == 1
+    assert info_json(folder, capsys)["unfitting"] == [  # a.png: its drop was undone
+        {"file": "a.png", "masks": 1, "size": [64, 48], "kept": True},
+        {"file": "b.png", "masks": 1, "size": [30, 40], "kept": True}]
+    assert main(["info", str(folder)]) == 0
+    assert ("1 masks of b.png no longer fit its size 30x40 (kept: not drawn nor exported while "
+            "they do not fit)") in capsys.readouterr().out
     assert main(["unfitting", str(folder), "--drop"]) == 0
     assert "dropped 2 masks" in capsys.readouterr().out
     assert info_json(folder, capsys)["annotations"] == 0

@@ -84,7 +84,7 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
     errors += [{"file": shown(path), "error": why} for path, why in project.scan_problems]
     by_id = {r.id: r for r in records}
     unfitting = [{"file": shown(by_id[i].path), "masks": len(ids),
-                  "size": [by_id[i].width, by_id[i].height]}
+                  "size": [by_id[i].width, by_id[i].height], "kept": not by_id[i].changed}
                  for i, ids in project.unfitting_masks().items() if i in by_id]
     names = {label.id: label.name for label in project.labels()}
     counts = project.annotation_counts()
@@ -132,9 +132,13 @@ def run_info(args: argparse.Namespace) -> int:
     for path in info["changed"]:
         print(f"  changed on disk since annotated: {display_path(path)}")
     for item in info["unfitting"]:
-        print(f"  {item['masks']} masks of {display_path(item['file'])} no longer fit its size "
-              f"{item['size'][0]}x{item['size'][1]} (the file was replaced); "
-              f"'samdesk unfitting {args.folder} --drop' deletes them, '--keep' keeps them")
+        what = (f"{item['masks']} masks of {display_path(item['file'])} no longer fit its size "
+                f"{item['size'][0]}x{item['size'][1]}")
+        if item["kept"]:  # the person chose to keep them (unfitting --keep, or the window)
+            print(f"  {what} (kept: not drawn nor exported while they do not fit)")
+        else:
+            print(f"  {what} (the file was replaced); 'samdesk unfitting {args.folder} --drop' "
+                  "deletes them, '--keep' keeps them")
     for error in info["errors"]:
         print(f"  cannot read {display_path(error['file'])}: {error['error']}")
     if "note" in info:
