@@ -205,6 +205,7 @@ def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotat
             or not math.isfinite(score)):
         score = None  # no score, or one that is no number (inf, NaN)
     segmentation = item.get("segmentation")
+    image_id = category_id = None
     try:
         image_id = check.integer(check.get(item, "image_id", field), f"{field}.image_id")
         category_id = check.integer(check.get(item, "category_id", field),
@@ -212,7 +213,7 @@ def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotat
         if segmentation is not None:
             _check_segmentation(check, segmentation, f"{field}.segmentation")
     except FieldError as exc:
-        return CocoAnnotation(index, ann_id, None, None, None, None,
+        return CocoAnnotation(index, ann_id, image_id, category_id, None, None,
                               problem=f"{exc.field}: {exc.problem}")
     return CocoAnnotation(index, ann_id, image_id, category_id, segmentation,
                           None if score is None else float(score))
