@@ -69,11 +69,13 @@ def _stamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S-%f")
 
 
-def back_up(db_path: Path, keep: int = KEEP, pages: int = 1024) -> Path | None:
+def back_up(db_path: Path, keep: int = KEEP) -> Path | None:
     """Copy ``db_path`` into its backup folder unless the copy equals the newest one.
 
-    Returns the new copy, or None when nothing changed. Copies ``pages``
-    pages per step from a read-only connection, so writers go on meanwhile.
+    Returns the new copy, or None when nothing changed. Copies every page in
+    one step, inside one read transaction of a read-only connection: in WAL
+    mode that is a snapshot, and writers go on meanwhile (a copy in several
+    steps would start over after each edit made by another connection).
     The copy is written under a temporary name, compared byte for byte with
     the newest backup (the same content gives the same bytes), and renamed
     when it differs; then all but the newest ``keep`` copies are removed.
@@ -89,7 +91,7 @@ def back_up(db_path: Path, keep: int = KEEP, pages: int = 1024) -> Path | None:
     try:
         dst = sqlite3.connect(part)
         try:
-            src.backup(dst, pages=pages)
+            src.backup(dst, pages=-1)
             dst.execute("PRAGMA journal_mode=DELETE")  # a plain file, restorable by copying
         finally:
             dst.close()
