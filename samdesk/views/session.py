@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from samdesk import errorlog, masks
+from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
-from samdesk.errors import ImageReadError
 from samdesk.images import ImageStore, load_display
 from samdesk.inference.base import Point, Prompts
 from samdesk.inference.client import InferenceClient
@@ -42,10 +41,10 @@ from samdesk.project import Project, ProjectEvent
 from samdesk.views.candidates import Candidate, distinct
 from samdesk.views.image_loader import ImageLoader
 from samdesk.views.qtutil import guarded
+from samdesk.views.session_images import PREFETCH_AHEAD, ImageOpening  # noqa: F401 (re-exported)
 from samdesk.views.session_layers import LayerEdits
 
 CANDIDATE_COLOR = "#00e5ff"
-PREFETCH_AHEAD = 2
 DISPLAY_MAX_SIDE = 4096
 Box = tuple[float, float, float, float]
 
@@ -55,7 +54,7 @@ def _display(path: Path) -> np.ndarray:
     return load_display(path, DISPLAY_MAX_SIDE)[0]
 
 
-class Session(LayerEdits, QObject):
+class Session(ImageOpening, LayerEdits, QObject):
     """The current image, prompts, candidates, selection and default label."""
 
     image_changed = Signal(int)  # image id (its pixels may still be loading)
@@ -122,99 +121,6 @@ class Session(LayerEdits, QObject):
             signal.disconnect(slot)
 
     # ------------------------------------------------------------------ images
-    def open_image(self, image_id: int) -> None:
-        """Show image ``image_id``, ask for its embedding, prefetch the next ones.
-
-        An image already decoded is shown at once; any other is read on a pool
-        thread while the canvas says "Loading…", and :attr:`image_loaded`
-        follows (also when it fails: the canvas then shows the error).
-        """
-        self.clear_prompts()
-        self.selected = []
-        self._load_id += 1
-        request = self._load_id
-        record = self.project.image(image_id)
-        self.image, self.ref, self.rgb, self.embedding = record, None, None, "none"
-        cached = None
-        if record.error is None and record.content_hash and record.width:
-            cached = self.store.peek(self.project.image_file(record))
-        if cached is not None:
-            self.loading = False
-            self._loader.submit(request, lambda: (record, cached, self._next_refs(image_id)))
-            self._show_loaded(record, cached)
-            self.image_changed.emit(image_id)
-            self.image_loaded.emit(image_id)
-            return
-        self.loading = True
-        self.view.set_image(None)
-        self.view.set_message(f"Loading {record.path}…")
-        self._refresh_layers()
-        self.image_changed.emit(image_id)
-        self._loader.submit(request, lambda: self._read(image_id))
-
-    def _read(self, image_id: int) -> tuple[ImageRecord, np.ndarray, list[ImageRef]]:
-        """On a pool thread: size and hash into the project, the display pixels,
-        and the next images to prefetch. Raises :class:`ImageReadError`."""
-        record = self.project.ensure_image_info(image_id)
-        try:
-            if record.error is not None:
-                raise ImageReadError(record.path, record.error)
-            rgb = self.store.get(self.project.image_file(record))
-        except ImageReadError as exc:
-            if record.error is None:
-                self.project.mark_error(image_id, exc.reason)
-            raise ImageReadError(record.path, exc.reason) from None
-        return record, rgb, self._next_refs(image_id)
-
-    def _next_refs(self, image_id: int) -> list[ImageRef]:
-        """The next PREFETCH_AHEAD readable images after ``image_id`` (reads headers)."""
-        ids = [r.id for r in self.project.images()]
-        ahead = ids[ids.index(image_id) + 1:][:PREFETCH_AHEAD] if image_id in ids else []
-        refs = []
-        for next_id in ahead:
-            record = self.project.ensure_image_info(next_id)
-            if record.error is None and record.content_hash:
-                refs.append(ImageRef(self.project.image_file(record),
-                                     self.project.embedding_key(record)))
-        return refs
-
-    @guarded("open image")
-    def _on_loaded(self, request: int, result: Any, error: BaseException | None) -> None:
-        """A pool thread finished reading; only the latest request is shown."""
-        if request != self._load_id or self.image is None:
-            return
-        if not self.loading:  # shown from the cache already: only the prefetch was left
-            if error is None and result[2]:
-                self.client.prefetch(result[2])
-            return
-        self.loading = False
-        if error is not None:
-            line = (str(error) if isinstance(error, ImageReadError)
-                    else errorlog.report(error, f"open {self.image.path}"))
-            self.message.emit(line)
-            self.view.set_image(None)
-            self.view.set_message(line)
-            self._refresh_layers()
-            self.image_loaded.emit(self.image.id)
-            return
-        record, rgb, refs = result
-        self._show_loaded(record, rgb)
-        if refs:
-            self.client.prefetch(refs)
-        self.image_loaded.emit(record.id)
-
-    def _show_loaded(self, record: ImageRecord, rgb: np.ndarray) -> None:
-        """Draw the decoded ``rgb`` and ask the worker for its embedding."""
-        self.image, self.rgb = record, rgb
-        self.view.set_message(None)
-        self.view.set_image(rgb)
-        if record.width and record.height and rgb.shape[:2] != (record.height, record.width):
-            self.view.set_image_size(record.width, record.height)
-        self.ref = ImageRef(self.project.image_file(record), self.project.embedding_key(record))
-        self.embedding = "queued"
-        self.client.focus(self.ref)
-        self._refresh_layers()
-
     def step_image(self, step: int, order: list[int] | None = None) -> int | None:
         """Open the image ``step`` places away in ``order`` (default: all images)."""
         ids = order if order is not None else [r.id for r in self.project.images()]
@@ -420,37 +326,12 @@ class Session(LayerEdits, QObject):
         if self._accept_when_ready and self.candidates[self.candidate_index].mask is not None:
             self.accept()
 
-    @guarded("show text results")
     def _drop_duplicates(self) -> None:
         """Tab cycles distinct masks only (see :func:`distinct`)."""
         self.candidates, self.candidate_index, self._wanted = distinct(
             self.candidates, self.candidate_index, self._wanted)
 
     @guarded("show text results")
-    def _drop_duplicates(self) -> None:
-        """Keep one of candidates with equal masks (Tab cycles distinct masks only).
-
-        Candidates still upsampling (no mask yet) are kept until their mask comes;
-        the shown one and Tab's pick keep their places in the shorter list.
-        """
-        kept: list[Candidate] = []
-        moved: dict[int, int] = {}
-        for old, cand in enumerate(self.candidates):
-            same = next((k for k, other in enumerate(kept) if cand.mask is not None
-                         and other.mask is not None and np.array_equal(cand.mask, other.mask)),
-                        None)
-            if same is None:
-                moved[old] = len(kept)
-                kept.append(cand)
-            else:
-                moved[old] = same
-        if len(kept) == len(self.candidates):
-            return
-        self.candidates = kept
-        self.candidate_index = moved.get(self.candidate_index, 0)
-        if self._wanted is not None:
-            self._wanted = moved.get(self._wanted)
-
     def _on_detected(self, result: DetectResult) -> None:
         if not self._is_current(result.image_key, result.request_id):
             return
@@ -480,6 +361,7 @@ class Session(LayerEdits, QObject):
             self.detect_state.emit(f"Found {count} object{'s' * (count != 1)} for "
                                    f"{result.text!r}{left_out}.")
 
+    @guarded("request failed")
     def _on_failed(self, failure: Any) -> None:
         """A request failed (the window shows why): stop waiting for it."""
         if failure.request_id == self._pending:
