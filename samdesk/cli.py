@@ -7,7 +7,11 @@ code. Each command module listed in ``COMMAND_MODULES`` has a
 run functions, so ``samdesk info`` starts fast.
 
 Errors a person can act on are raised as :class:`CliError` (or any
-``SamdeskError``) and printed as one line; ``--debug`` shows the traceback.
+``SamdeskError``) and printed as one line. :func:`main` is the one top-level
+handler of every command: any other exception is one line too, from
+:func:`samdesk.errorlog.report`, ending with the log file that holds its
+traceback; the exit status is 2 (130 on Ctrl+C). ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from samdesk.errorlog import report
 from samdesk.errors import SamdeskError
 
 COMMAND_MODULES = (
@@ -81,7 +86,12 @@ def _split_gui_default(argv: list[str], commands: set[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as exc:  # a command module that cannot be imported
+        if "--debug" in argv:
+            raise
+        return _failed(exc, "samdesk")
     commands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     args = parser.parse_args(_split_gui_default(argv, commands))
     try:
@@ -89,11 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("samdesk: interrupted", file=sys.stderr)
         return 130
-    except (SamdeskError, OSError) as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"samdesk: error: {exc}", file=sys.stderr)
-        return 2
+        return _failed(exc, f"samdesk {args.command or 'gui'}")
+
+
+def _failed(exc: Exception, context: str) -> int:
+    """Print ``exc`` as one line (unexpected ones logged, see :func:`report`); exit status 2."""
+    print(f"samdesk: error: {report(exc, context=context)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
