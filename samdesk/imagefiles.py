@@ -279,7 +279,7 @@ def scan_images(folder: str | os.PathLike[str],
                 raise
             continue
         names, folders = _folder_entries(entries)
-        if problems is not None:  # links are known from the listing: no call per file
+        if problems is not None and len(names) < len(entries):  # links: known from the listing
             links = list(filter(os.DirEntry.is_symlink, entries))
             problems.extend((prefix + name, why) for name, why in broken_links(links))
         found.extend(map(prefix.__add__, names) if prefix else names)
