@@ -184,3 +184,24 @@ def test_the_cursor_text_follows_a_relabel_and_an_image_change(
     wait_loaded(qtbot, window)
     assert window.status.cursor.text() == "x 160, y 120"
     window.close()
+
+
+def test_a_folder_that_fails_to_open_for_any_reason_says_one_line(
+        qtbot, settings: QSettings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from samdesk.views import main_window
+
+    def damaged(*args, **kwargs):
+        raise sqlite3.DatabaseError("file is not a database")
+
+    window = make_window(qtbot, settings)
+    shown: list[str] = []
+    monkeypatch.setattr(main_window.Project, "open", damaged)
+    monkeypatch.setattr(main_window.QMessageBox, "warning",
+                        lambda parent, title, text: shown.append(text))
+    assert window.open_folder(folder) is False
+    [line] = shown
+    assert line.startswith("project store: file is not a database") and "samdesk.log" in line
+    assert window.project is None
+    window.close()

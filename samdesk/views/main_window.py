@@ -18,6 +18,7 @@ from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
+from samdesk import errorlog
 from samdesk.errors import SamdeskError
 from samdesk.inference import models
 from samdesk.inference.client import InferenceClient
@@ -195,6 +196,9 @@ class MainWindow(QMainWindow):
             project = Project.open(folder)
         except SamdeskError as exc:
             QMessageBox.warning(self, "Open folder", str(exc))
+            return False
+        except Exception as exc:  # a damaged store, a bug: one line, the traceback logged
+            QMessageBox.warning(self, "Open folder", errorlog.report(exc, f"open {folder}"))
             return False
         self.close_project()
         self.project = project
