@@ -61,8 +61,8 @@ def restore_hint(db_path: Path, folder: Path | None = None) -> str:
         return (f"there is no backup in {backup_dir(db_path)}; move the file away to start "
                 "a new project")
     where = f" {folder}" if folder is not None else ""
-    return (f"the newest backup is {newest}; run `samdesk restore-backup{where}` to put it "
-            "back (the damaged file is kept beside it)")
+    shown = newest.relative_to(db_path.parent)  # kept short: the line names db_path already
+    return f"the newest backup is {shown} beside it; run `samdesk restore-backup{where}`"
 
 
 def _stamp() -> str:

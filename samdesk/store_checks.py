@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from samdesk import backups
+from samdesk.errorlog import shorten
 from samdesk.errors import ProjectError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -32,7 +33,7 @@ def _hint(db_path: Path) -> str:
 
 def damaged(db_path: Path, detail: str) -> ProjectError:
     """The error for a store that cannot be read: names it and the newest backup."""
-    return ProjectError(f"{db_path} is damaged ({detail}); {_hint(db_path)}")
+    return ProjectError(f"{db_path} is damaged ({shorten(detail, 60)}); {_hint(db_path)}")
 
 
 def is_damage(exc: sqlite3.Error) -> bool:

@@ -80,7 +80,7 @@ def test_zeroed_pages_name_the_file_and_the_backup_which_restores_every_mask(fol
     rc, _, err = info(folder, capsys)
     line = one_error_line(err)
     assert rc == 2 and str(db) in line and "damaged" in line
-    assert str(newest) in line and f"samdesk restore-backup {folder}" in line
+    assert f"backups/{newest.name}" in line and f"samdesk restore-backup {folder}`" in line
     assert backups.newest_backup(db) == newest  # a damaged store is never backed up
 
     assert main(["restore-backup", str(folder)]) == 0
@@ -101,7 +101,7 @@ def test_an_empty_or_foreign_store_file_is_an_error_not_a_new_project(folder, ca
     store(folder).write_bytes(content)
     rc, _, err = info(folder, capsys)
     line = one_error_line(err)
-    assert rc == 2 and str(store(folder)) in line and str(newest) in line
+    assert rc == 2 and str(store(folder)) in line and f"backups/{newest.name}" in line
     assert ("empty (0 bytes)" if not content else "not an SQLite file") in line
     out = folder.parent / "out.json"
     assert main(["export", str(folder), "--format", "coco-rle", "--out", str(out)]) == 2
