@@ -35,9 +35,9 @@ def refuse_lost_store(db_path: Path, folder: Path) -> None:
     newest = backups.newest_backup(db_path)
     if not db_path.exists() and newest is not None:
         raise ProjectError(
-            f"{db_path} is missing, but backups of it are kept (newest {newest}); run "
-            f"`samdesk restore-backup {folder}` to put it back, or remove "
-            f"{backups.backup_dir(db_path)} to start a new project")
+            f"{db_path} is missing, but its backups are kept beside it (newest "
+            f"{newest.relative_to(db_path.parent)}); run `samdesk restore-backup {folder}`, "
+            "or remove the backups folder to start a new project")
 
 
 class SpareMerging:
