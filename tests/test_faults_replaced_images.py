@@ -277,3 +277,33 @@ def test_the_window_draws_a_replaced_image_at_its_new_size(folder: Path, qtbot) 
             assert project.annotation(ann_id).rle["size"] == [48, 64]
         finally:
             session.close()
+
+
+def test_the_window_offers_to_drop_the_masks_of_a_replaced_image(folder: Path, tmp_path: Path,
+                                                                 qtbot, monkeypatch) -> None:
+    from PySide6.QtCore import QSettings
+
+    from samdesk.inference.cache import EmbeddingCache
+    from samdesk.inference.client import InferenceClient
+    from samdesk.views.main_window import MainWindow
+
+    monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))  # nothing installed: GrabCut
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    write_png(folder / "a.png", 60, size=(64, 48))
+    window = MainWindow(settings, InferenceClient(EmbeddingCache(None)))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        assert window.open_folder(folder)
+        notice = window.changed_notice
+        assert notice is not None and notice.isVisible() and not notice.isModal()
+        assert notice.informativeText() == "a.png: 1 masks (the image is 64x48 now)"
+        notice.drop_button.click()
+        assert window.status.currentMessage() == "dropped 1 masks that no longer fit"
+        assert not notice.isVisible()
+        a = window.project.image_by_path("a.png")
+        assert window.project.annotations(a.id) == []
+        window.project.undo()  # Ctrl+Z brings them back
+        assert len(window.project.annotations(a.id)) == 1
+    finally:
+        window.close()
