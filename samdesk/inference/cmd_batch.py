@@ -43,7 +43,7 @@ def signature(args: argparse.Namespace, model: str, detector: str) -> str:
 def run_batch(args: argparse.Namespace) -> int:
     from samdesk import images, masks
     from samdesk.annotations import ImageStatus
-    from samdesk.commands.progress import Progress
+    from samdesk.commands.progress import Progress, Steps
     from samdesk.errors import ImageReadError
     from samdesk.inference import models, registry
     from samdesk.inference.text import segment_text
@@ -60,9 +60,12 @@ def run_batch(args: argparse.Namespace) -> int:
     else:
         spec, detector_path = models.resolve_detector(args.detector)
         detector_name = spec.name
+    steps = Steps()
     with Project.open(args.folder) as project:
-        engine = registry.load_model(model, args.checkpoint, args.device)
-        detector = registry.load_model(detector_name, detector_path, args.device)
+        with steps.step(f"loading {model}"):
+            engine = registry.load_model(model, args.checkpoint, args.device)
+        with steps.step(f"loading {detector_name}"):
+            detector = registry.load_model(detector_name, detector_path, args.device)
         run = signature(args, model, detector_name)
         finished = project.batch_done(run)
         todo = [im for im in project.images() if im.id not in finished
