@@ -78,7 +78,7 @@ def locate_store(folder: Path, create: bool = True) -> StoreLocation:
     spare = spare_store(folder)
     has_spare = spare.exists()
     if in_folder.exists():
-        if _dir_writable(in_folder.parent):
+        if _dir_writable(in_folder.parent) and os.access(in_folder, os.W_OK):
             return StoreLocation(in_folder, True, spare=spare if has_spare else None)
         note = f"{folder} is read-only: the project is open read-only and edits are not saved"
         if has_spare:

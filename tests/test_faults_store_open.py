@@ -83,6 +83,8 @@ def test_zeroed_pages_name_the_file_and_the_backup_which_restores_every_mask(fol
     assert f"backups/{newest.name}" in line and f"samdesk restore-backup {folder}`" in line
     assert backups.newest_backup(db) == newest  # a damaged store is never backed up
 
+    assert main(["restore-backup", str(folder), "--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == str(newest)  # newest first
     assert main(["restore-backup", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"restored from {newest}" in out and "damaged-" in out
