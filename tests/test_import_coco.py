@@ -144,7 +144,8 @@ def test_problems_are_reported_and_the_rest_imported(fresh: Project, tmp_path: P
     }
     summary = import_coco(fresh, write_json(tmp_path / "partial.json", document))
     problems = dict(summary.problems)
-    assert problems["annotation 18 (d.png)"].startswith("annotations[8].segmentation: RLE counts cover")
+    assert problems["annotation 18 (d.png)"].startswith(
+        "annotations[8].segmentation: RLE counts cover")
     assert problems["missing.png"] == "not in the project (1 annotation not imported)"
     assert problems["c.jpg"] == ("size 30x20 in the JSON, but the image is 20x30 upright "
                                  "(EXIF orientation?) (1 annotation not imported)")
