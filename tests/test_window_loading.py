@@ -115,9 +115,15 @@ def test_a_broken_file_shows_its_error_on_an_empty_canvas(
     assert shown.startswith("broken.png: ") and len(shown) > len("broken.png: ")
     assert window.canvas.image_size is None  # no black picture pretending to be the image
     assert "broken.png" in window.status.currentMessage()
+    assert window.status.embedding.text() == "Embedding: no image"
     key(qtbot, window, Qt.Key.Key_D)
     wait_loaded(qtbot, window)
     assert window.canvas.message_text() == "" and window.canvas.image_size == (320, 240)
+    qtbot.waitUntil(lambda: "ready" in window.status.embedding.text(), timeout=15000)
+    key(qtbot, window, Qt.Key.Key_A)  # back to the broken file: no stale "ready"
+    wait_loaded(qtbot, window)
+    assert window.canvas.message_text().startswith("broken.png: ")
+    assert window.status.embedding.text() == "Embedding: no image"
     window.close()
 
 

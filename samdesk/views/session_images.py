@@ -47,6 +47,7 @@ class ImageOpening:
     _loader: ImageLoader
     image_changed: Any
     image_loaded: Any
+    embedding_changed: Any
     message: Any
 
     if TYPE_CHECKING:  # provided by the session and LayerEdits
@@ -66,6 +67,7 @@ class ImageOpening:
         request = self._load_id
         record = self.project.image(image_id)
         self.image, self.ref, self.rgb, self.embedding = record, None, None, "none"
+        self.embedding_changed.emit("none")  # the last image's state is not this one's
         cached = None
         if record.error is None and record.content_hash and record.width:
             cached = self.store.peek(self.project.image_file(record))
@@ -143,5 +145,6 @@ class ImageOpening:
             self.view.set_image_size(record.width, record.height)
         self.ref = ImageRef(self.project.image_file(record), self.project.embedding_key(record))
         self.embedding = "queued"
+        self.embedding_changed.emit("queued")
         self.client.focus(self.ref)
         self._refresh_layers()
