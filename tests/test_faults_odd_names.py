@@ -185,3 +185,14 @@ def test_the_images_dock_shows_odd_names_with_a_replacement_character(folder: Pa
         dock.set_images(project.images())
         shown = [dock.tree.topLevelItem(i).text(0) for i in range(dock.tree.topLevelItemCount())]
     assert sorted(shown) == ["a.png", "b.png", "bad\ufffd\ufffdname.png", "new\ufffdline.png"]
+
+
+def test_an_exported_name_shown_with_u_fffd_matches_only_an_unambiguous_file() -> None:
+    from samdesk.annotations import ImageRecord
+    from samdesk.export.coco_import import ImageMatcher
+
+    one, two, three = (os.fsdecode(b"x\xff.png"), os.fsdecode(b"x\xfe.png"),
+                       os.fsdecode(b"y\xff.png"))
+    matcher = ImageMatcher([ImageRecord(1, one), ImageRecord(2, two), ImageRecord(3, three)])
+    assert matcher.match("y\ufffd.png")[0].id == 3
+    assert matcher.match("x\ufffd.png")[0] is None  # two files show as x�.png: not guessed

@@ -101,8 +101,9 @@ class ImageMatcher:
         for record in records:
             self._by_name[PurePosixPath(record.path).name].append(record)
         # Exports write the bytes of a name that is not UTF-8 as U+FFFD: found by that name.
-        self._shown = {shown: r for r in records
-                       if (shown := display_path(r.path, one_line=False)) != r.path}
+        shown = [(display_path(r.path, one_line=False), r) for r in records]
+        odd = Counter(name for name, r in shown if name != r.path)
+        self._shown = {name: r for name, r in shown if odd[name] == 1}  # unambiguous only
 
     def match(self, file_name: str) -> tuple[ImageRecord | None, str]:
         """The image, or None and the reason none fits.
