@@ -71,6 +71,7 @@ def test_a_big_image_loads_off_the_gui_thread_and_appears_after(
     qtbot.waitUntil(lambda: len(ticks) >= 20, timeout=10_000)  # the GUI thread runs
     assert session.rgb is None and window.canvas.image_size is None
     assert "Loading big.png" in window.canvas.message_text()
+    assert window.status.embedding.text() == "Embedding: waiting for the image file"
     gated_decode.set()
     wait_loaded(qtbot, window)
     timer.stop()

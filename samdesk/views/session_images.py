@@ -67,7 +67,6 @@ class ImageOpening:
         request = self._load_id
         record = self.project.image(image_id)
         self.image, self.ref, self.rgb, self.embedding = record, None, None, "none"
-        self.embedding_changed.emit("none")  # the last image's state is not this one's
         cached = None
         if record.error is None and record.content_hash and record.width:
             cached = self.store.peek(self.project.image_file(record))
@@ -79,6 +78,7 @@ class ImageOpening:
             self.image_loaded.emit(image_id)
             return
         self.loading = True
+        self.embedding_changed.emit("loading")  # the last image's state is not this one's
         self.view.set_image(None)
         self.view.set_message(f"Loading {record.path}…")
         self._refresh_layers()
@@ -127,6 +127,7 @@ class ImageOpening:
             self.message.emit(line)
             self.view.set_image(None)
             self.view.set_message(line)
+            self.embedding_changed.emit("none")
             self._refresh_layers()
             self.image_loaded.emit(self.image.id)
             return

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 EMBEDDING_TEXT = {
     "none": "no image",
+    "loading": "waiting for the image file",
     "queued": "queued",
     "computing": "computing",
     "ready": "ready",
@@ -51,7 +52,7 @@ class StatusBar(QStatusBar):
         self.model.setText(f"Model: {name} · {device}" + (" (loading…)" if loading else ""))
 
     def set_embedding(self, state: str) -> None:
-        """``queued``, ``computing``, ``ready``, ``failed`` or ``none``."""
+        """``loading`` (the file), ``queued``, ``computing``, ``ready``, ``failed`` or ``none``."""
         if state != self._state:
             now = time.monotonic()
             if self._state == "computing" and state == "ready":
