@@ -37,7 +37,6 @@ from samdesk.storage import (
 )
 from samdesk.transaction import write_transaction
 
-
 _READABLE_AGAIN = ("UPDATE images SET status=CASE WHEN EXISTS (SELECT 1 FROM annotations a "
                    "WHERE a.image_id=images.id) THEN 'in_progress' ELSE 'todo' END "
                    "WHERE id=? AND status='error'")
