@@ -212,3 +212,25 @@ def test_a_folder_that_fails_to_open_for_any_reason_says_one_line(
     assert line.startswith("project store: file is not a database") and "samdesk.log" in line
     assert window.project is None
     window.close()
+
+
+def test_running_out_of_memory_while_decoding_names_the_file(
+        qtbot, settings: QSettings, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = session_module.load_display
+
+    def load(path, max_side=4096):
+        if Path(path).name == "scene2.png":
+            raise MemoryError()
+        return real(path, max_side)
+
+    monkeypatch.setattr(session_module, "load_display", load)
+    window = make_window(qtbot, settings, folder)
+    key(qtbot, window, Qt.Key.Key_D)
+    wait_loaded(qtbot, window)
+    shown = window.canvas.message_text()
+    assert shown.startswith("scene2.png: out of memory") and "samdesk.log" in shown
+    assert window._error_box is None  # a decode failure is the image's, no dialog
+    key(qtbot, window, Qt.Key.Key_D)  # the window goes on to the next image
+    wait_loaded(qtbot, window)
+    assert window.canvas.message_text() == "" and window.session.image.path == "scene3.png"
+    window.close()

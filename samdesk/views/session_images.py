@@ -124,6 +124,8 @@ class ImageOpening:
         if error is not None:
             line = (str(error) if isinstance(error, ImageReadError)
                     else errorlog.report(error, f"open {self.image.path}"))
+            if self.image.path not in line:  # "out of memory" alone names no file
+                line = f"{self.image.path}: {line}"
             self.message.emit(line)
             self.view.set_image(None)
             self.view.set_message(line)
