@@ -72,6 +72,11 @@ def test_a_big_image_loads_off_the_gui_thread_and_appears_after(
     assert session.rgb is None and window.canvas.image_size is None
     assert "Loading big.png" in window.canvas.message_text()
     assert window.status.embedding.text() == "Embedding: waiting for the image file"
+    window.canvas.point_added.emit(10.0, 10.0, True)  # a click meanwhile is not lost silently
+    assert "still loading" in window.status.currentMessage()
+    window.text_panel.phrase.setText("cat")
+    window.text_panel.run_button.click()
+    assert "still loading" in window.text_panel.state.text()
     gated_decode.set()
     wait_loaded(qtbot, window)
     timer.stop()

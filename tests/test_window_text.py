@@ -100,4 +100,6 @@ def test_enter_in_the_phrase_box_runs_find_and_the_panel_says_the_outcome(
     qtbot.waitUntil(lambda: "Looking" not in panel.state.text(), timeout=20_000)
     assert "no text detector is loaded" in panel.state.text()
     assert window.project.annotations(window.session.image.id) == []  # Enter accepted nothing
+    window.step_image(1)  # another image: the last one's outcome is not shown for it
+    assert "no text detector" not in panel.state.text()
     window.close()

@@ -282,6 +282,7 @@ class MainWindow(QMainWindow):
         self.images_dock.set_current(image_id)
         self.settings.setValue(f"last_image/{self.project.folder}", image_id)
         self.text_panel.set_detections([])
+        self.text_panel.set_state()  # the last image's outcome is not this one's
         self._refresh_cursor()
 
     @guarded("list images")

@@ -145,6 +145,8 @@ class Session(ImageOpening, LayerEdits, QObject):
     def add_point(self, x: float, y: float, positive: bool = True) -> None:
         """Add a click at image pixel ``(x, y)`` and ask for masks again."""
         if self.ref is None:
+            if self.loading:
+                self.message.emit("The image is still loading; click again once it is shown")
             return
         if self.candidates and self.candidates[0].phrase is not None:
             self.clear_prompts()
@@ -213,6 +215,8 @@ class Session(ImageOpening, LayerEdits, QObject):
     def detect(self, text: str, box_threshold: float, text_threshold: float) -> None:
         """Find the objects named in ``text``; each becomes a candidate."""
         if self.ref is None:
+            self.detect_state.emit("The image is still loading; try again once it is shown."
+                                   if self.loading else "No image to search.")
             return
         self.clear_prompts()
         self._pending = self.client.detect(self.ref, text, box_threshold, text_threshold)

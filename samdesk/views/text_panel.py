@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
+HINT = "Type what to find; separate names with '.'"
 
 
 def _threshold(value: float) -> QDoubleSpinBox:
@@ -69,7 +70,7 @@ class TextPanel(QDockWidget):
         self.text_threshold = _threshold(DEFAULT_TEXT_THRESHOLD)
         self.run_button = QPushButton("Find")
         self.results = QListWidget()
-        self.state = QLabel("Type what to find; separate names with '.'")
+        self.state = QLabel(HINT)
         self.state.setWordWrap(True)
         self.accept_all = QPushButton("Accept all")
         self.accept_ticked = QPushButton("Accept ticked")
@@ -110,8 +111,9 @@ class TextPanel(QDockWidget):
         self.accept_all.setEnabled(bool(found))
         self.accept_ticked.setEnabled(bool(found))
 
-    def set_state(self, text: str) -> None:
-        self.state.setText(text)
+    def set_state(self, text: str | None = None) -> None:
+        """One line under Find: the outcome of the last search (``None``: the hint)."""
+        self.state.setText(text or HINT)
 
     def ticked(self) -> list[int]:
         return [i for i in range(self.results.count())
