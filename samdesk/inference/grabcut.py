@@ -11,7 +11,13 @@ image. Every object is segmented on its own:
 * positive points without a box mark a small definite-foreground disk in a
   probable-foreground patch, the rest of the image is probable background,
   and only the connected parts that hold a positive point are kept;
-* negative points mark definite-background disks.
+* negative points mark definite-background disks, and the colour-uniform
+  region around each one too unless that region holds a positive click (then
+  the two clicks are on one region, and only the disk is background).
+
+A positive click's own pixel is in every candidate and a negative click's
+hole is never filled; a prompt GrabCut cannot model is one
+:class:`EngineError` line, never an OpenCV traceback.
 
 Scores are the colour models' own agreement with each candidate: the mean
 posterior probability of foreground inside it and of background outside it,
