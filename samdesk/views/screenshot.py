@@ -43,7 +43,7 @@ class WindowScreenshot(QObject):
         session = getattr(self.window, "session", None)
         handle = self.window.windowHandle()
         return (session is not None and session.image is not None and handle is not None
-                and handle.isExposed())
+                and not session.loading and handle.isExposed())  # pixels decoded, not "Loading…"
 
     def _poll(self) -> None:
         now = time.monotonic()
