@@ -3,7 +3,7 @@
 For SAM ViT-B and SAM 2.1 hiera-tiny (seeded random weights: the real
 models' cost), a point prompt and a box prompt, it times the path from the
 request to the candidate mask the window draws: the worker's own
-:func:`samdesk.inference.answers.answer` for a ``Predict`` request from a
+:func:`samdesk.inference.worker.answers.answer` for a ``Predict`` request from a
 window whose canvas shows the photo fitted in 1600 x 1000 (``SCREEN``: the
 image drawn at 1333 x 1000), so the best candidate comes as a preview at that
 size (:func:`shown_mask`); its full-resolution mask is the next job, then the
@@ -44,7 +44,7 @@ from bench.common import (
     sam_checkpoint,
     work_dir,
 )
-from samdesk.inference.answers import answer
+from samdesk.inference.worker.answers import answer
 
 HEIGHT, WIDTH = 3000, 4000
 PROMPTS = {"point": "one_point", "box": "box"}
@@ -87,7 +87,7 @@ def preview_then_full(engine: Any, embedding: Any, prompts: Any) -> np.ndarray:
 
 
 def _job(prompts: Any, preview: tuple[int, int] | None) -> Any:
-    from samdesk.inference.requests import ImageRef, Predict
+    from samdesk.inference.worker.requests import ImageRef, Predict
 
     return Predict(0, ImageRef(Path("bench.png"), "bench"), prompts, None, True, preview)
 
@@ -119,7 +119,7 @@ def sam_case(threads: int) -> Case:
     from segment_anything import SamPredictor
 
     from bench import onnx_decoders
-    from samdesk.inference.registry import load_model
+    from samdesk.inference.engines.loading import load_model
     from tests.model_factories import textured_image
 
     engine = load_model("sam_vit_b", sam_checkpoint("vit_b"), "cpu")
@@ -196,7 +196,7 @@ def sam2_case(threads: int) -> Case:
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     from bench import onnx_decoders
-    from samdesk.inference.registry import load_model
+    from samdesk.inference.engines.loading import load_model
     from tests.model_factories import textured_image
 
     engine = load_model("sam2.1_hiera_tiny", sam2_checkpoint(), "cpu")

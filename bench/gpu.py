@@ -22,7 +22,7 @@ def run(quick: bool, emit: Emit) -> None:
         return
     from segment_anything import SamPredictor
 
-    from samdesk.inference.registry import load_model
+    from samdesk.inference.engines.loading import load_model
     from tests.model_factories import textured_image
 
     calls = 3 if quick else 10

@@ -150,7 +150,7 @@ def write_images(folder: Path, count: int) -> list[Path]:
 def encode_seconds(checkpoint: Path, path: Path, times: int) -> float:
     """Median seconds of ``engine.embed`` on the decoded ``path`` (one encode)."""
     from samdesk.images import load_rgb
-    from samdesk.inference.registry import load_model
+    from samdesk.inference.engines.loading import load_model
 
     engine = load_model(MODEL, checkpoint, "cpu")
     rgb = load_rgb(path)
@@ -203,8 +203,8 @@ def cold_encode_seconds(client: Any, refs: list[Any]) -> list[float]:
 
 
 def _client(cache_folder: Path, checkpoint: Path) -> Any:
-    from samdesk.inference.cache import EmbeddingCache
-    from samdesk.inference.client import InferenceClient
+    from samdesk.inference.worker.cache import EmbeddingCache
+    from samdesk.inference.worker.client import InferenceClient
 
     client = InferenceClient(EmbeddingCache(cache_folder))
     client.start()
@@ -216,7 +216,7 @@ def _client(cache_folder: Path, checkpoint: Path) -> Any:
 
 
 def run(quick: bool, emit: Emit) -> None:
-    from samdesk.inference.requests import ImageRef
+    from samdesk.inference.worker.requests import ImageRef
     from tests.model_factories import prompt_case
 
     qt_app()
@@ -296,7 +296,7 @@ def clicks_during_prefetch(script: Script, encoded: Any, fresh: list[Path],
                            prompts: Any) -> list[float]:
     """Seconds from each click on ``encoded`` to its mask, each made ``trials[i]`` of an
     encode into the background encode of the new image ``fresh[i]``."""
-    from samdesk.inference.requests import ImageRef
+    from samdesk.inference.worker.requests import ImageRef
 
     client = script.client
     client.focus(encoded)

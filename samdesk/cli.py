@@ -6,7 +6,7 @@ code. Each command module listed in ``COMMAND_MODULES`` has a
 ``run(args) -> int``. Modules import heavy packages (torch, Qt) inside their
 run functions, so ``samdesk info`` starts fast.
 
-Errors a person can act on are raised as :class:`CliError` (or any
+Errors a person can act on are raised as :class:`~samdesk.errors.CliError` (or any
 ``SamdeskError``) and printed as one line. :func:`main` is the one top-level
 handler of every command: any other exception is one line too, from
 :func:`samdesk.errorlog.report`, ending with the log file that holds its
@@ -22,17 +22,15 @@ import sys
 from collections.abc import Sequence
 
 from samdesk.errorlog import report
-from samdesk.errors import SamdeskError
 
 COMMAND_MODULES = (
+    "samdesk.commands.gui",
     "samdesk.commands.project",
     "samdesk.commands.store",
-    "samdesk.inference.commands",
+    "samdesk.commands.models",
+    "samdesk.commands.segment",
+    "samdesk.commands.batch",
 )
-
-
-class CliError(SamdeskError):
-    """A command failed in a way the user can fix; printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,33 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    gui = sub.add_parser("gui", help="open the window (the default)")
-    gui.add_argument("folder", nargs="?", help="image folder to open as a project")
-    # hidden: save the window as PNG once its first image is shown, then quit (CI's check)
-    gui.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
-    gui.set_defaults(func=_run_gui)
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:  # a command module not built yet
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(module_name).register(sub)
     return parser
-
-
-def _run_gui(args: argparse.Namespace) -> int:
-    try:
-        app_module = importlib.import_module("samdesk.views.app")
-    except ModuleNotFoundError as exc:
-        if exc.name != "samdesk.views.app":
-            raise
-        raise CliError(
-            "the annotation window is not built yet; use the headless commands "
-            "(samdesk --help)"
-        ) from None
-    return int(app_module.run(args.folder, screenshot=args.screenshot))
 
 
 def _split_gui_default(argv: list[str], commands: set[str]) -> list[str]:

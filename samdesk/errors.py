@@ -38,3 +38,11 @@ class StoreLockedError(StoreWriteError):
 
 class FormatError(SamdeskError):
     """An input file (COCO JSON, checkpoint...) is not what it should be."""
+
+
+class EngineError(SamdeskError):
+    """A model problem a person can act on (bad prompt, missing checkpoint...)."""
+
+
+class CliError(SamdeskError):
+    """A command failed in a way the user can fix; printed as one line."""

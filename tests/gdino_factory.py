@@ -12,7 +12,7 @@ Import it from tests::
 
     tiny = build_tiny_gdino(tmp_path_factory.mktemp("gdino"))
     install_tiny_gdino(monkeypatch, tiny)
-    detector = registry.load_model(tiny.spec.name, tiny.checkpoint)
+    detector = loading.load_model(tiny.spec.name, tiny.checkpoint)
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from samdesk.inference import registry
-from samdesk.inference.paths import BERT_DIRNAME
+from samdesk.inference.models import registry
+from samdesk.inference.models.paths import BERT_DIRNAME
 
 VOCAB_WORDS = (
     "a an the and of on in with cat cats dog dogs person people car cars red blue green "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samdesk.inference.upsample import Frame
+from samdesk.inference.engines.upsample import Frame
 
 LOGIT_TOL = 1e-4
 """Logits of two paths differ by less than this (float32, same weights, other batching)."""

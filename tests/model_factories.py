@@ -6,13 +6,13 @@ classes with seeded random weights and save them the way Meta ships them:
 - SAM: a plain state dict (``sam_vit_b_01ec64.pth``);
 - SAM 2 / 2.1: ``{"model": state_dict}`` (``sam2.1_hiera_tiny.pt``).
 
-Load them through ``registry.load_model`` like a user's file. For SAM, the
+Load them through ``loading.load_model`` like a user's file. For SAM, the
 ``"tiny"`` architecture (a 2-block ViT, same 256 x 64 x 64 embedding) keeps
 encoding fast; register it with :func:`registered_test_model`::
 
     path = make_sam_checkpoint(tmp / "sam.pth", arch="tiny")
     with registered_test_model("sam", "tiny") as spec:
-        engine = registry.load_model(spec.name, path, "cpu")
+        engine = loading.load_model(spec.name, path, "cpu")
 """
 
 from __future__ import annotations
@@ -25,18 +25,18 @@ import cv2
 import numpy as np
 import torch
 
-from samdesk.inference import registry
-from samdesk.inference.base import Point, Prompts
-from samdesk.inference.registry import SEGMENTER, ModelSpec
+from samdesk.inference.engines.base import Point, Prompts
+from samdesk.inference.models import registry
+from samdesk.inference.models.registry import SEGMENTER, ModelSpec
 
 TINY_SAM = "tiny"
-"""Key of the small test architecture in ``samdesk.inference.sam.SAM_ARCHS``."""
+"""Key of the small test architecture in ``samdesk.inference.engines.sam.SAM_ARCHS``."""
 SAM21_TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 
 
 def ensure_tiny_sam_arch() -> str:
     """Add the ``tiny`` SAM architecture (embed 128, 2 blocks, 4 heads) to the table."""
-    from samdesk.inference.sam import SAM_ARCHS, SamArch
+    from samdesk.inference.engines.sam import SAM_ARCHS, SamArch
 
     SAM_ARCHS.setdefault(TINY_SAM, SamArch(embed_dim=128, depth=2, num_heads=4,
                                            global_attn_indexes=(1,)))
@@ -45,7 +45,7 @@ def ensure_tiny_sam_arch() -> str:
 
 def make_sam_checkpoint(path: Path, arch: str = TINY_SAM, seed: int = 0) -> Path:
     """Save a seeded random SAM of ``arch`` (``tiny``, ``vit_b``...) as a state dict."""
-    from samdesk.inference.sam import SAM_ARCHS, build_sam
+    from samdesk.inference.engines.sam import SAM_ARCHS, build_sam
 
     if arch == TINY_SAM:
         ensure_tiny_sam_arch()
@@ -59,7 +59,7 @@ def make_sam_checkpoint(path: Path, arch: str = TINY_SAM, seed: int = 0) -> Path
 
 def make_sam2_checkpoint(path: Path, config: str = SAM21_TINY_CONFIG, seed: int = 0) -> Path:
     """Save a seeded random SAM 2 built from hydra ``config`` as ``{"model": state}``."""
-    from samdesk.inference.sam2 import build_sam2_model
+    from samdesk.inference.engines.sam2 import build_sam2_model
 
     torch.manual_seed(seed)
     model = build_sam2_model(config, torch.device("cpu"))

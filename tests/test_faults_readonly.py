@@ -166,8 +166,8 @@ def test_a_pending_wal_is_read_even_where_no_shm_can_be_made(tmp_path, read_only
 def test_window_says_read_only(tmp_path, read_only, qtbot, monkeypatch):
     from PySide6.QtCore import QSettings
 
-    from samdesk.inference.cache import EmbeddingCache
-    from samdesk.inference.client import InferenceClient
+    from samdesk.inference.worker.cache import EmbeddingCache
+    from samdesk.inference.worker.client import InferenceClient
     from samdesk.views.main_window import MainWindow
 
     src = make_images(tmp_path / "shots", count=2)

@@ -253,9 +253,9 @@ def test_a_memory_error_while_decoding_names_the_file(tmp_path: Path, monkeypatc
 
 def test_the_window_draws_a_replaced_image_at_its_new_size(folder: Path, qtbot) -> None:
     from samdesk.imagefiles import content_hash
-    from samdesk.inference.requests import PredictResult
+    from samdesk.inference.worker.requests import PredictResult
     from samdesk.views.session import Session
-    from tests.test_session import FakeClient, RecordingView, open_and_wait, prediction
+    from tests.views.test_session import FakeClient, RecordingView, open_and_wait, prediction
 
     write_png(folder / "a.png", 60, size=(64, 48))
     with Project.open(folder) as project:
@@ -283,8 +283,8 @@ def test_the_window_offers_to_drop_the_masks_of_a_replaced_image(folder: Path, t
                                                                  qtbot, monkeypatch) -> None:
     from PySide6.QtCore import QSettings
 
-    from samdesk.inference.cache import EmbeddingCache
-    from samdesk.inference.client import InferenceClient
+    from samdesk.inference.worker.cache import EmbeddingCache
+    from samdesk.inference.worker.client import InferenceClient
     from samdesk.views.main_window import MainWindow
 
     monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))  # nothing installed: GrabCut

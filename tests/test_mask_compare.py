@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samdesk.inference.upsample import Frame
+from samdesk.inference.engines.upsample import Frame
 from tests.mask_compare import assert_masks_close, assert_predictions_close, full_logits
 
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samdesk.inference.cmd_segment import UsageError, _add_model_args, default_segmenter
+from samdesk.commands.segment import UsageError, _add_model_args, default_segmenter
 
 
 def register(sub: Any) -> None:
@@ -45,8 +45,9 @@ def run_batch(args: argparse.Namespace) -> int:
     from samdesk.annotations import ImageStatus
     from samdesk.commands.progress import Progress, Steps
     from samdesk.errors import ImageReadError
-    from samdesk.inference import models, registry
-    from samdesk.inference.text import segment_text
+    from samdesk.inference.engines import loading
+    from samdesk.inference.engines.text import segment_text
+    from samdesk.inference.models import checkpoints
     from samdesk.project import Project
 
     if not args.text.strip():
@@ -55,17 +56,17 @@ def run_batch(args: argparse.Namespace) -> int:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
     model = args.model or default_segmenter()
     if args.detector_checkpoint is not None:
-        detector_name, detector_path = (args.detector or models.DEFAULT_DETECTOR,
+        detector_name, detector_path = (args.detector or checkpoints.DEFAULT_DETECTOR,
                                         args.detector_checkpoint)
     else:
-        spec, detector_path = models.resolve_detector(args.detector)
+        spec, detector_path = checkpoints.resolve_detector(args.detector)
         detector_name = spec.name
     steps = Steps()
     with Project.open(args.folder) as project:
         with steps.step(f"loading {model}"):
-            engine = registry.load_model(model, args.checkpoint, args.device)
+            engine = loading.load_model(model, args.checkpoint, args.device)
         with steps.step(f"loading {detector_name}"):
-            detector = registry.load_model(detector_name, detector_path, args.device)
+            detector = loading.load_model(detector_name, detector_path, args.device)
         run = signature(args, model, detector_name)
         finished = project.batch_done(run)
         todo = [im for im in project.images() if im.id not in finished

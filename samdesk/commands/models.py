@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from samdesk.inference import models, paths, registry
-from samdesk.inference.fetch import format_bytes
+from samdesk.inference.models import checkpoints, paths, registry
+from samdesk.inference.models.fetch import format_bytes
 
 
 def register(sub: Any) -> None:
@@ -60,21 +60,21 @@ def run_list(args: argparse.Namespace) -> int:
 def _row(spec: registry.ModelSpec) -> tuple[str, str, str, str, str]:
     if not spec.needs_checkpoint:
         return spec.name, spec.title, "built-in", "-", "-"
-    path = models.installed(spec.name)
+    path = checkpoints.installed(spec.name)
     if path is None:
         size = format_bytes(spec.size) if spec.size is not None else "?"
         return spec.name, spec.title, "not installed", size, "-"
     size = path.stat().st_size
     status = "installed"
-    if path == models.default_path(spec) and spec.size is not None and size != spec.size:
+    if path == checkpoints.default_path(spec) and spec.size is not None and size != spec.size:
         status = "wrong size"  # a file put there by hand; `models add --force` accepts it
-    elif spec.family in registry.FAMILIES_NEEDING_BERT and models.missing_bert_files():
+    elif spec.family in registry.FAMILIES_NEEDING_BERT and checkpoints.missing_bert_files():
         status = "no tokenizer"
     return spec.name, spec.title, status, format_bytes(size), str(path)
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    files = models.fetch_model(
+    files = checkpoints.fetch_model(
         args.name, url=args.url, bert_url=args.bert_url, force=args.force, stream=sys.stderr
     )
     for item in files:
@@ -86,6 +86,6 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
-    path = models.add(args.name, args.file, force=args.force)
+    path = checkpoints.add(args.name, args.file, force=args.force)
     print(f"registered {args.name}: {path}")
     return 0

@@ -182,7 +182,7 @@ def run_import(args: argparse.Namespace) -> int:
     with Project.open(args.folder) as project:
         summary = import_coco(project, args.coco_json, progress=Progress("import"))
     if summary.nothing_matched is not None:
-        from samdesk.cli import CliError
+        from samdesk.errors import CliError
 
         raise CliError(summary.nothing_matched)  # nothing was written
     for line in summary.lines():

@@ -38,9 +38,9 @@ FORMAT_BY_SUFFIX = {".json": "json", ".png": "png", ".jpg": "overlay", ".jpeg": 
 
 def default_segmenter() -> str:
     """The best installed mask model, or ``grabcut`` when no checkpoint is installed."""
-    from samdesk.inference import models
+    from samdesk.inference.models import checkpoints
 
-    return next((n for n in SEGMENTER_PREFERENCE if models.installed(n)), "grabcut")
+    return next((n for n in SEGMENTER_PREFERENCE if checkpoints.installed(n)), "grabcut")
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def _check_inside(values: tuple[float, ...], flag: str, text: str, width: int,
 
 
 def build_prompts(args: argparse.Namespace, width: int, height: int) -> Any:
-    from samdesk.inference.base import Point, Prompts
+    from samdesk.inference.engines.base import Point, Prompts
 
     points = []
     for flag, items, positive in (("--points", args.points, True),
@@ -144,7 +144,7 @@ def output_format(args: argparse.Namespace) -> str:
 
 def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
     """The ``--model`` engine (default: :func:`default_segmenter`), loaded as a step."""
-    from samdesk.inference import registry
+    from samdesk.inference.engines import loading
 
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
@@ -152,7 +152,7 @@ def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
     name = args.model or default_segmenter()
     with (steps or Steps()).step(f"loading {name}"):
-        return registry.load_model(name, args.checkpoint, args.device)
+        return loading.load_model(name, args.checkpoint, args.device)
 
 
 def embed_image(engine: Any, rgb: np.ndarray, what: str, steps: Steps | None = None) -> Any:
@@ -175,10 +175,10 @@ def mask_entries(masks: np.ndarray, scores: np.ndarray, labels: list[str | None]
     """JSON entries for ``masks`` (objects, candidates, H, W), best first.
 
     An object's candidates that repeat one of its better masks are left out
-    (:func:`~samdesk.inference.results.distinct_candidates`).
+    (:func:`~samdesk.inference.worker.results.distinct_candidates`).
     """
     from samdesk import masks as rle
-    from samdesk.inference.results import distinct_candidates
+    from samdesk.inference.worker.results import distinct_candidates
 
     entries = []
     for obj in range(masks.shape[0]):
@@ -219,24 +219,25 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def _load_detector(args: argparse.Namespace, steps: Steps) -> Any:
-    from samdesk.inference import models, registry
+    from samdesk.inference.engines import loading
+    from samdesk.inference.models import checkpoints
 
     if args.points or args.negative or args.box:
         raise UsageError("--text cannot be combined with --points, --negative or --box")
     if not args.text.strip():
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     if args.detector_checkpoint is not None:
-        name, path = args.detector or models.DEFAULT_DETECTOR, args.detector_checkpoint
+        name, path = args.detector or checkpoints.DEFAULT_DETECTOR, args.detector_checkpoint
     else:
-        spec, path = models.resolve_detector(args.detector)
+        spec, path = checkpoints.resolve_detector(args.detector)
         name = spec.name
     with steps.step(f"loading {name}"):
-        return registry.load_model(name, path, args.device)
+        return loading.load_model(name, path, args.device)
 
 
 def _segment_text(args: argparse.Namespace, detector: Any, engine: Any, rgb: np.ndarray,
                   embedding: Any) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    from samdesk.inference.text import segment_text
+    from samdesk.inference.engines.text import segment_text
 
     found = segment_text(detector, engine, rgb, args.text, args.threshold,
                          args.text_threshold, embedding=embedding)

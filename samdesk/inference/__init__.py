@@ -1,5 +1,8 @@
-"""Models: engines for SAM, SAM 2, GroundingDINO and GrabCut, the embedding
-cache, the model registry and the QThread worker that owns them all.
+"""Inference: everything that runs a model, in three rooms.
 
-Only ``worker.py`` imports Qt (QtCore). Nothing here imports ``samdesk.views``.
+- :mod:`.models`: what each model is and where its checkpoint lives;
+- :mod:`.engines`: the model families behind the Engine and Detector protocols;
+- :mod:`.worker`: the QThread worker and its client, which own the engines.
+
+Each room imports only the rooms listed before it; ``docs/architecture.md`` draws it.
 """

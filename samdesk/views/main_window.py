@@ -1,6 +1,6 @@
 """The main window: a thin assembler of the canvas, docks, menus and status bar.
 
-It owns the :class:`~samdesk.inference.client.InferenceClient` (one worker
+It owns the :class:`~samdesk.inference.worker.client.InferenceClient` (one worker
 thread for the whole window) and, while a project is open, one
 :class:`~samdesk.views.session.Session` that does the work. Here are only the
 wiring (signals to session methods), the menus and shortcuts, and what is
@@ -20,9 +20,9 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from samdesk import errorlog
 from samdesk.errors import SamdeskError
-from samdesk.inference import models
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.requests import Failure, ModelLoaded
+from samdesk.inference.models import checkpoints
+from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.requests import Failure, ModelLoaded
 from samdesk.project import Project
 from samdesk.views import changed_images, export_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool
@@ -379,10 +379,10 @@ class MainWindow(QMainWindow):
         """Ask the worker to load the chosen models; the window never waits."""
         self.choice = choice
         self.client.set_release_when_idle(choice.release_when_idle)
-        self.client.set_model(choice.segmenter, models.installed(choice.segmenter),
+        self.client.set_model(choice.segmenter, checkpoints.installed(choice.segmenter),
                               choice.device)
         if choice.detector:
-            self.client.set_model(choice.detector, models.installed(choice.detector),
+            self.client.set_model(choice.detector, checkpoints.installed(choice.detector),
                                   choice.device)
         self.status.set_model(choice.segmenter, choice.device, loading=True)
 

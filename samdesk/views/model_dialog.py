@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from samdesk.inference import models, paths, registry
-from samdesk.inference.base import EngineError
-from samdesk.inference.fetch import fetch, format_bytes, sha256_file
-from samdesk.inference.models import _CHECKPOINT_MAGIC
-from samdesk.inference.registry import DETECTOR, SEGMENTER
+from samdesk.inference.engines.base import EngineError
+from samdesk.inference.models import checkpoints, paths, registry
+from samdesk.inference.models.checkpoints import _CHECKPOINT_MAGIC
+from samdesk.inference.models.fetch import fetch, format_bytes, sha256_file
+from samdesk.inference.models.registry import DETECTOR, SEGMENTER
 from samdesk.views.export_dialog import BackgroundJob, JobCancelled
 
 DEFAULT_SEGMENTER = "grabcut"
@@ -60,7 +60,8 @@ class ModelChoice:
 def available(name: str) -> bool:
     """Whether model ``name`` can be loaded now (installed, or needs no file)."""
     spec = registry.MODELS.get(name)
-    return spec is not None and (not spec.needs_checkpoint or models.installed(name) is not None)
+    return spec is not None and (not spec.needs_checkpoint
+                                 or checkpoints.installed(name) is not None)
 
 
 def load_choice(settings: QSettings) -> ModelChoice:
@@ -88,14 +89,14 @@ def save_choice(settings: QSettings, choice: ModelChoice) -> None:
 def fetch_files(name: str, progress: Callable[[int, int], None],
                 cancelled: Callable[[], bool]) -> list[Path]:
     """Download model ``name`` (and the tokenizer files a detector needs) where
-    :func:`samdesk.inference.models.installed` finds them. ``progress`` gets
+    :func:`samdesk.inference.models.checkpoints.installed` finds them. ``progress`` gets
     bytes done and total (0 when unknown); Cancel keeps the ``.part`` file for resume."""
     spec = registry.get_spec(name)
     if spec.url is None:
         raise EngineError(f"model {name} has no download URL")
     wanted: list[tuple[str, Path, int | None, str | None]] = []
-    if models.installed(name) is None:
-        wanted.append((spec.url, models.default_path(spec), spec.size, spec.sha256))
+    if checkpoints.installed(name) is None:
+        wanted.append((spec.url, checkpoints.default_path(spec), spec.size, spec.sha256))
     if spec.family in registry.FAMILIES_NEEDING_BERT:
         wanted += [(f.url, paths.bert_dir() / f.filename, f.size, f.sha256)
                    for f in registry.BERT_FILES if not (paths.bert_dir() / f.filename).is_file()]
@@ -128,7 +129,7 @@ def add_checked(name: str, path: Path) -> Path | None:
     """Register ``path`` as the official checkpoint of ``name``; None (nothing
     registered) when it is a checkpoint that differs: a fine-tuned one, maybe."""
     try:
-        return models.add(name, path)
+        return checkpoints.add(name, path)
     except EngineError:
         if differs_from_official(name, path):
             return None
@@ -196,7 +197,7 @@ class ModelDialog(QDialog):
         self.detector.clear()
         self.detector.addItem("None (no text prompts)", "")
         for spec in registry.MODELS.values():
-            path = models.installed(spec.name) if spec.needs_checkpoint else None
+            path = checkpoints.installed(spec.name) if spec.needs_checkpoint else None
             where = ("built in" if not spec.needs_checkpoint
                      else str(path) if path else "not installed")
             item = QTreeWidgetItem([spec.title, spec.kind, where])
@@ -292,7 +293,7 @@ class ModelDialog(QDialog):
                 self.state.setText(f"{path.name} not added: it is not the official {name} file")
                 return
             self._run(f"Adding {path.name} as a fine-tuned {name}",
-                      lambda progress, cancelled: models.add(name, path, force=True))
+                      lambda progress, cancelled: checkpoints.add(name, path, force=True))
 
         self._run(f"Adding {path.name}", lambda progress, cancelled: add_checked(name, path),
                   added)

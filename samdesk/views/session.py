@@ -4,7 +4,7 @@ A :class:`Session` holds the open image, the prompts being placed (points
 (x, y) and one box XYXY, in upright image pixels), the candidate masks the
 model returned for them, the selected layers and the default label. It turns
 gestures into inference requests through the
-:class:`~samdesk.inference.client.InferenceClient` (never running a model
+:class:`~samdesk.inference.worker.client.InferenceClient` (never running a model
 itself), turns accepted candidates and brush strokes into project edits, and
 tells the canvas (any object with ``set_image``, ``set_layers``,
 ``set_candidate``, ``set_prompt_markers``, ``set_message`` and ``shown_size``) what to
@@ -28,9 +28,9 @@ from PySide6.QtCore import QObject, Signal
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
 from samdesk.images import ImageStore, load_display
-from samdesk.inference.base import Point, Prompts
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.requests import (
+from samdesk.inference.engines.base import Point, Prompts
+from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
     EmbeddingState,

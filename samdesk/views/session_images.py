@@ -18,12 +18,12 @@ import numpy as np
 from samdesk import errorlog
 from samdesk.annotations import ImageRecord
 from samdesk.errors import ImageReadError
-from samdesk.inference.requests import ImageRef
+from samdesk.inference.worker.requests import ImageRef
 from samdesk.views.qtutil import guarded
 
 if TYPE_CHECKING:
     from samdesk.images import ImageStore
-    from samdesk.inference.client import InferenceClient
+    from samdesk.inference.worker.client import InferenceClient
     from samdesk.project import Project
     from samdesk.views.image_loader import ImageLoader
 

@@ -9,7 +9,7 @@ from PIL import Image
 from samdesk import masks
 from samdesk.annotations import ImageStatus
 from samdesk.cli import main
-from samdesk.inference import registry
+from samdesk.inference.engines import loading
 from samdesk.project import Project
 from tests.gdino_factory import install_tiny_gdino, scene_image, shared_tiny_gdino
 
@@ -25,7 +25,7 @@ def tiny(tmp_path_factory, monkeypatch):
 
 def threshold_for_a_few(tiny, rgb):
     """A box threshold that lets 1–3 of this random model's boxes through."""
-    detector = registry.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
+    detector = loading.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
     scores = np.sort(detector.detect(rgb, PHRASE, 0.0, 0.0).scores)[::-1]
     return float((scores[2] + scores[3]) / 2)
 

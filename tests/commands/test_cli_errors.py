@@ -9,7 +9,7 @@ import pytest
 
 from samdesk import errorlog
 from samdesk.cli import main
-from samdesk.inference import cmd_models
+from samdesk.commands import models as cmd_models
 
 
 def fail_with(exc: BaseException):
@@ -43,7 +43,7 @@ def test_debug_shows_the_traceback_instead(monkeypatch: pytest.MonkeyPatch) -> N
 def test_an_error_a_person_can_fix_is_its_message_alone(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from samdesk.cli import CliError
+    from samdesk.errors import CliError
 
     monkeypatch.setattr(cmd_models, "run_list", fail_with(CliError("models folder: gone")))
     assert main(["models", "list"]) == 2

@@ -111,9 +111,10 @@ def test_locked_project_is_read_read_only_by_info(folder, capsys):
 
 def test_a_bare_folder_argument_opens_the_window(monkeypatch, tmp_path):
     import samdesk.cli as cli
+    from samdesk.commands import gui
 
     calls = []
-    monkeypatch.setattr(cli, "_run_gui", lambda args: calls.append(args.folder) or 0)
+    monkeypatch.setattr(gui, "run", lambda args: calls.append(args.folder) or 0)
     assert cli.main([str(tmp_path)]) == 0
     assert cli.main([]) == 0
     assert calls == [str(tmp_path), None]

@@ -14,8 +14,8 @@ from pycocotools import mask as coco_mask
 from samdesk import masks
 from samdesk.cli import main
 from samdesk.images import load_rgb
-from samdesk.inference.base import Prompts
-from samdesk.inference.registry import load_model
+from samdesk.inference.engines.base import Prompts
+from samdesk.inference.engines.loading import load_model
 from tests.mask_compare import SCORE_TOL, assert_masks_close, full_logits
 from tests.model_factories import make_sam2_checkpoint, make_sam_checkpoint, registered_test_model
 

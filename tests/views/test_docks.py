@@ -191,7 +191,7 @@ def test_status_bar_estimates_encode_progress_from_the_last_encode(qtbot, monkey
 
 def test_model_dialog_registers_a_fine_tuned_checkpoint_once_asked(
         qtbot, tmp_path, monkeypatch) -> None:
-    from samdesk.inference import models
+    from samdesk.inference.models import checkpoints
     from samdesk.views.model_dialog import ModelChoice, ModelDialog
 
     monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path / "models"))
@@ -204,14 +204,14 @@ def test_model_dialog_registers_a_fine_tuned_checkpoint_once_asked(
     dialog.add_file("sam_vit_b", tuned)
     qtbot.waitUntil(lambda: bool(asked) and dialog.job is None, timeout=10000)
     assert "not added" in dialog.state.text() and "--force" not in dialog.state.text()
-    assert models.installed("sam_vit_b") is None
+    assert checkpoints.installed("sam_vit_b") is None
 
     monkeypatch.setattr(dialog, "ask_fine_tuned", lambda name, path: asked.append(name) or True)
     dialog.add_file("sam_vit_b", tuned)
     qtbot.waitUntil(lambda: len(asked) == 2 and dialog.job is None
                     and "fine-tuned" in dialog.state.text(), timeout=10000)
     assert dialog.state.text().endswith(": done")
-    assert models.installed("sam_vit_b") == tuned.resolve()
+    assert checkpoints.installed("sam_vit_b") == tuned.resolve()
     rows = {dialog.tree.topLevelItem(i).data(0, Qt.ItemDataRole.UserRole):
             dialog.tree.topLevelItem(i).text(2) for i in range(dialog.tree.topLevelItemCount())}
     assert rows["sam_vit_b"] == str(tuned.resolve())
@@ -219,7 +219,7 @@ def test_model_dialog_registers_a_fine_tuned_checkpoint_once_asked(
 
 def test_model_dialog_keeps_the_selected_row_after_a_failed_fetch(
         qtbot, tmp_path, monkeypatch) -> None:
-    from samdesk.inference.base import EngineError
+    from samdesk.inference.engines.base import EngineError
     from samdesk.views import model_dialog
     from samdesk.views.model_dialog import ModelChoice, ModelDialog
 

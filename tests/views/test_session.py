@@ -16,8 +16,8 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 
 from samdesk import masks
-from samdesk.inference.base import Detections, Point, Prediction, Prompts
-from samdesk.inference.requests import (
+from samdesk.inference.engines.base import Detections, Point, Prediction, Prompts
+from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
     EmbeddingState,
@@ -324,9 +324,9 @@ def test_late_candidates_of_an_older_request_are_dropped(setup) -> None:
 def test_sam_click_and_tab_show_exactly_what_predict_returns(tmp_path: Path, qtbot) -> None:
     """The real client and worker with a random-weight tiny SAM: the first mask the
     person sees is ``predict``'s best candidate, and Tab shows its others, pixel for pixel."""
-    from samdesk.inference.cache import EmbeddingCache, model_key
-    from samdesk.inference.client import InferenceClient
-    from samdesk.inference.registry import load_model
+    from samdesk.inference.engines.loading import load_model
+    from samdesk.inference.worker.cache import EmbeddingCache, model_key
+    from samdesk.inference.worker.client import InferenceClient
     from tests.model_factories import (
         TINY_SAM,
         make_sam_checkpoint,

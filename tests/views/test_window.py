@@ -19,9 +19,9 @@ from PySide6.QtWidgets import QApplication
 
 from samdesk import masks
 from samdesk.annotations import ImageStatus
-from samdesk.inference.cache import EmbeddingCache
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.registry import load_model
+from samdesk.inference.engines.loading import load_model
+from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.client import InferenceClient
 from samdesk.project import Project
 from samdesk.views.canvas import Tool
 from samdesk.views.main_window import MainWindow

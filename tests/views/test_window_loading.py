@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication
 
 from samdesk.errors import ProjectError
 from samdesk.views import session as session_module
-from tests.test_window import (  # noqa: F401 - the fixtures
+from tests.views.test_window import (  # noqa: F401 - the fixtures
     click_image,
     folder,
     key,

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings, Qt
 
-from samdesk.inference.base import Prediction
-from samdesk.inference.registry import load_model
+from samdesk.inference.engines.base import Prediction
+from samdesk.inference.engines.loading import load_model
 from samdesk.project import Project
 from samdesk.views.model_dialog import ModelChoice
 from tests.gdino_factory import install_tiny_gdino, shared_tiny_gdino
-from tests.test_window import folder, make_window  # noqa: F401 - the folder fixture
+from tests.views.test_window import folder, make_window  # noqa: F401 - the folder fixture
 
 PHRASE = "cat . red car"
 

@@ -3,7 +3,7 @@
 GroundingDINO's constructor asks ``transformers`` for the tokenizer and for a
 pretrained BERT by name, which would reach the Hugging Face hub. samdesk
 never does: the tokenizer comes from the local folder
-:func:`samdesk.inference.paths.bert_dir` and the BERT is built from that
+:func:`samdesk.inference.models.paths.bert_dir` and the BERT is built from that
 folder's ``config.json`` with untrained weights, which the checkpoint then
 overwrites (the official ``groundingdino_swint_ogc.pth`` and
 ``groundingdino_swinb_cogcoor.pth`` hold every ``bert.*`` weight).
@@ -22,10 +22,10 @@ from unittest import mock
 import torch
 
 from samdesk.errorlog import shorten
-from samdesk.inference.base import EngineError
-from samdesk.inference.device import read_checkpoint
-from samdesk.inference.paths import bert_dir
-from samdesk.inference.registry import ModelSpec
+from samdesk.inference.engines.base import EngineError
+from samdesk.inference.engines.device import read_checkpoint
+from samdesk.inference.models.paths import bert_dir
+from samdesk.inference.models.registry import ModelSpec
 
 TOKENIZER_FILES = ("vocab.txt", "config.json")
 """Files the BERT folder must hold (``tokenizer_config.json`` is optional)."""

@@ -12,13 +12,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from samdesk.errors import SamdeskError
+# defined in the core so that models/ raises it too; engines and their callers import it here
+from samdesk.errors import EngineError as EngineError
 
 Box = tuple[float, float, float, float]
-
-
-class EngineError(SamdeskError):
-    """A problem a person can act on (bad prompt, missing checkpoint...)."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from samdesk.errorlog import shorten
-from samdesk.inference.base import EngineError
+from samdesk.inference.engines.base import EngineError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "gpu", "mps")
 

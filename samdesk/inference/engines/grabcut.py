@@ -36,8 +36,8 @@ import cv2
 import numpy as np
 
 from samdesk.errorlog import shorten
-from samdesk.inference.base import Embedding, EngineError, Point, Prediction, Prompts
-from samdesk.inference.registry import ModelSpec
+from samdesk.inference.engines.base import Embedding, EngineError, Point, Prediction, Prompts
+from samdesk.inference.models.registry import ModelSpec
 
 MODEL_ID = "grabcut"
 _COMPONENTS = 5  # OpenCV's GMM has five components per model
@@ -53,7 +53,7 @@ class _Object:
 
 
 class GrabCutEngine:
-    """GrabCut behind the :class:`~samdesk.inference.base.Engine` protocol.
+    """GrabCut behind the :class:`~samdesk.inference.engines.base.Engine` protocol.
 
     ``max_side``: longest side of the copy ``embed`` keeps (pixels).
     ``work_pixels``: the most pixels one GrabCut run works on.

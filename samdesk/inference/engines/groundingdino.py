@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samdesk.inference._gdino_build import build_model
-from samdesk.inference.base import Detections, EngineError
-from samdesk.inference.device import resolve_device
-from samdesk.inference.registry import ModelSpec
+from samdesk.inference.engines._gdino_build import build_model
+from samdesk.inference.engines.base import Detections, EngineError
+from samdesk.inference.engines.device import resolve_device
+from samdesk.inference.models.registry import ModelSpec
 
 SHORT_SIDE = 800
 """Short side of the model input, in pixels, unless the long side would pass LONG_SIDE."""
@@ -97,7 +97,7 @@ def _image_key(rgb: np.ndarray, caption: str) -> tuple[object, ...]:
 
 
 class GroundingDinoDetector:
-    """A loaded GroundingDINO on one device; see :class:`samdesk.inference.base.Detector`.
+    """A loaded GroundingDINO on one device; see :class:`samdesk.inference.engines.base.Detector`.
 
     The model's outputs for the last image and caption are kept, so moving a
     threshold slider re-selects boxes without running the model again.
@@ -166,7 +166,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, device: str = "cpu") -> Groun
     """Build the detector ``spec`` names from ``checkpoint`` on ``device``.
 
     Reads the config ``spec.config`` (a packaged name or a ``.py`` path) and
-    the BERT tokenizer in :func:`samdesk.inference.paths.bert_dir`; never
+    the BERT tokenizer in :func:`samdesk.inference.models.paths.bert_dir`; never
     downloads anything.
     """
     torch_device = resolve_device(device)

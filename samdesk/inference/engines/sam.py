@@ -10,11 +10,11 @@ which reproduces ``SamPredictor`` exactly:
   ``(objects, candidates, 256, 256)`` and IoU scores.
 - ``upsample``: low-resolution logits -> boolean masks in image pixels.
 - ``propose``: ``decode`` without upsampling, as a
-  :class:`~samdesk.inference.upsample.Proposal` that upsamples one candidate
+  :class:`~samdesk.inference.engines.upsample.Proposal` that upsamples one candidate
   (the one the window shows) when asked: the interactive path.
 
 Upsampling runs the reference's ``F.interpolate`` kernel into reused buffers
-(:class:`~samdesk.inference.upsample.MaskUpsampler`), and the prompt
+(:class:`~samdesk.inference.engines.upsample.MaskUpsampler`), and the prompt
 encoder's dense positional encoding is computed once per engine; both give
 the reference's numbers bit for bit.
 
@@ -39,16 +39,16 @@ from segment_anything.modeling import (
     TwoWayTransformer,
 )
 
-from samdesk.inference.base import Embedding, EngineError, Prompts
-from samdesk.inference.device import (
+from samdesk.inference.engines.base import Embedding, EngineError, Prompts
+from samdesk.inference.engines.device import (
     load_weights,
     read_checkpoint,
     resolve_device,
 )
-from samdesk.inference.registry import ModelSpec
-from samdesk.inference.sam_common import LowRes, Proposes, check_request, mask_input_tensor
-from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
-from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
+from samdesk.inference.engines.sam_common import LowRes, Proposes, check_request, mask_input_tensor
+from samdesk.inference.engines.steps import EmbedSteps, encoding, run_to_end
+from samdesk.inference.engines.upsample import Frame, MaskUpsampler, Proposal
+from samdesk.inference.models.registry import ModelSpec
 
 INPUT_SIZE = 1024
 """Side of the square the encoder sees, in pixels."""
@@ -110,7 +110,7 @@ def resized_shape(height: int, width: int, long_side: int = INPUT_SIZE) -> tuple
 
 
 class SamEngine(Proposes):
-    """SAM as an :class:`~samdesk.inference.base.Engine`."""
+    """SAM as an :class:`~samdesk.inference.engines.base.Engine`."""
 
     def __init__(self, model_id: str, model: Sam, device: torch.device, bf16: bool) -> None:
         self.model_id = model_id

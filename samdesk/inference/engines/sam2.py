@@ -11,11 +11,11 @@ reproduces ``SAM2ImagePredictor`` exactly:
   ``(objects, candidates, 256, 256)`` and IoU scores.
 - ``upsample``: low-resolution logits -> boolean masks in image pixels.
 - ``propose``: ``decode`` without upsampling, as a
-  :class:`~samdesk.inference.upsample.Proposal` that upsamples one candidate
+  :class:`~samdesk.inference.engines.upsample.Proposal` that upsamples one candidate
   (the one the window shows) when asked: the interactive path.
 
 Upsampling runs the reference's ``F.interpolate`` kernel into reused buffers
-(:class:`~samdesk.inference.upsample.MaskUpsampler`), and the prompt
+(:class:`~samdesk.inference.engines.upsample.MaskUpsampler`), and the prompt
 encoder's dense positional encoding is computed once per engine; both give
 the reference's numbers bit for bit.
 
@@ -33,16 +33,16 @@ import torch
 import torch.nn.functional as F
 from hydra.core.global_hydra import GlobalHydra
 
-from samdesk.inference.base import Embedding, EngineError, Prompts
-from samdesk.inference.device import (
+from samdesk.inference.engines.base import Embedding, EngineError, Prompts
+from samdesk.inference.engines.device import (
     load_weights,
     read_checkpoint,
     resolve_device,
 )
-from samdesk.inference.registry import ModelSpec
-from samdesk.inference.sam_common import LowRes, Proposes, check_request, mask_input_tensor
-from samdesk.inference.steps import EmbedSteps, encoding, run_to_end
-from samdesk.inference.upsample import Frame, MaskUpsampler, Proposal
+from samdesk.inference.engines.sam_common import LowRes, Proposes, check_request, mask_input_tensor
+from samdesk.inference.engines.steps import EmbedSteps, encoding, run_to_end
+from samdesk.inference.engines.upsample import Frame, MaskUpsampler, Proposal
+from samdesk.inference.models.registry import ModelSpec
 
 """Side of the low-resolution logits."""
 LOGIT_CLAMP = 32.0
@@ -86,7 +86,7 @@ def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
 
 
 class Sam2Engine(Proposes):
-    """SAM 2 as an :class:`~samdesk.inference.base.Engine`."""
+    """SAM 2 as an :class:`~samdesk.inference.engines.base.Engine`."""
 
     bf16 = True
     """SAM 2's encoders are trained for bf16 autocast on CUDA."""

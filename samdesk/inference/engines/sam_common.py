@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samdesk.inference.base import Embedding, EngineError, Prediction, Prompts
+from samdesk.inference.engines.base import Embedding, EngineError, Prediction, Prompts
 
 LOW_RES = 256
 """Side of the decoder's square logits."""
@@ -56,7 +56,7 @@ def mask_input_tensor(
 
 class Proposes:
     """For an engine with ``propose(embedding, prompts, mask_input, multimask)``
-    returning a :class:`~samdesk.inference.upsample.Proposal`: its ``predict``."""
+    returning a :class:`~samdesk.inference.engines.upsample.Proposal`: its ``predict``."""
 
     def predict(
         self,

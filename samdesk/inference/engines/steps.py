@@ -3,7 +3,7 @@
 An engine with ``embed_steps(rgb)`` (SAM, SAM 2) returns a generator,
 :data:`EmbedSteps`, that runs the same computation as its ``embed(rgb)`` one
 chunk at a time (preprocessing, patch embedding, each transformer block, the
-neck) and yields between chunks; the :class:`~samdesk.inference.base.Embedding`
+neck) and yields between chunks; the :class:`~samdesk.inference.engines.base.Embedding`
 is the generator's return value (``StopIteration.value``). ``embed`` itself is
 :func:`run_to_end` of ``embed_steps``, so there is one implementation.
 
@@ -20,8 +20,8 @@ from collections.abc import Generator, Iterator
 
 import torch
 
-from samdesk.inference.base import Embedding
-from samdesk.inference.device import encoder_autocast
+from samdesk.inference.engines.base import Embedding
+from samdesk.inference.engines.device import encoder_autocast
 
 EmbedSteps = Generator[None, None, Embedding]
 """Yields ``None`` between chunks of an encode; returns the finished embedding."""

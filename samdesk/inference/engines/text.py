@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samdesk.inference.base import Box, Detector, Embedding, Engine, EngineError, Prompts
+from samdesk.inference.engines.base import Box, Detector, Embedding, Engine, EngineError, Prompts
 
 
 @dataclass

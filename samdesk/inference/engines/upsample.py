@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from samdesk.inference.base import Prediction
+from samdesk.inference.engines.base import Prediction
 
 
 @dataclass(frozen=True)

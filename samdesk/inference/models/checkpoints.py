@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from samdesk.errors import FormatError
-from samdesk.inference import paths, registry
-from samdesk.inference.base import EngineError
-from samdesk.inference.fetch import ProgressPrinter, download, sha256_file
-from samdesk.inference.registry import DETECTOR, ModelSpec, get_spec
+from samdesk.errors import EngineError, FormatError
+from samdesk.inference.models import paths, registry
+from samdesk.inference.models.fetch import ProgressPrinter, download, sha256_file
+from samdesk.inference.models.registry import DETECTOR, ModelSpec, get_spec
 
 INDEX_NAME = "models.json"
 INDEX_VERSION = 1

@@ -1,19 +1,18 @@
-"""The registry of known models and of the code that loads each family.
+"""The registry of known models: one spec per name, with its official checkpoint.
 
 Every model has one name used everywhere (command line, settings, cache
 keys). A family names the module and function that build an engine from a
-checkpoint; adding a family is one entry in ``FAMILY_LOADERS``, never a new
-branch in the callers.
+checkpoint; adding a family is one entry in
+:data:`samdesk.inference.engines.loading.FAMILY_LOADERS`, never a new branch
+in the callers.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from samdesk.inference.base import EngineError
+from samdesk.errors import EngineError
 
 SEGMENTER = "segmenter"
 DETECTOR = "detector"
@@ -178,17 +177,6 @@ FAMILIES_NEEDING_BERT = frozenset({"groundingdino"})
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _BUILTIN}
 
-# family -> "module:function"; the function takes (spec, checkpoint, device)
-# and returns an Engine (segmenters) or a Detector (detectors). Imported
-# lazily so that listing models never imports torch.
-FAMILY_LOADERS: dict[str, str] = {
-    "grabcut": "samdesk.inference.grabcut:load",
-    "sam": "samdesk.inference.sam:load",
-    "sam2": "samdesk.inference.sam2:load",
-    "groundingdino": "samdesk.inference.groundingdino:load",
-}
-
-
 def get_spec(name: str) -> ModelSpec:
     """The spec for ``name``, or an error listing the known names."""
     try:
@@ -196,21 +184,3 @@ def get_spec(name: str) -> ModelSpec:
     except KeyError:
         known = ", ".join(MODELS)
         raise EngineError(f"unknown model {name!r}; known models: {known}") from None
-
-
-def load_model(name: str, checkpoint: Path | None = None, device: str = "cpu") -> Any:
-    """Build the engine or detector ``name`` from ``checkpoint`` on ``device``.
-
-    With ``checkpoint`` None, a model that needs one uses its installed file
-    (see :mod:`samdesk.inference.models`); a model that is not installed
-    raises :class:`EngineError` naming the command that installs it. Nothing
-    is ever downloaded here.
-    """
-    spec = get_spec(name)
-    if checkpoint is None and spec.needs_checkpoint:
-        from samdesk.inference.models import resolve_checkpoint
-
-        checkpoint = resolve_checkpoint(spec)
-    module_name, func_name = FAMILY_LOADERS[spec.family].split(":")
-    loader = getattr(importlib.import_module(module_name), func_name)
-    return loader(spec, checkpoint, device)

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from samdesk.inference.base import Embedding
-from samdesk.inference.requests import Predict, PredictResult, UpsampleCandidate
-from samdesk.inference.results import distinct
-from samdesk.inference.upsample import preview_size
+from samdesk.inference.engines.base import Embedding
+from samdesk.inference.engines.upsample import preview_size
+from samdesk.inference.worker.requests import Predict, PredictResult, UpsampleCandidate
+from samdesk.inference.worker.results import distinct
 
 
 def answer(engine: Any, embedding: Embedding,

@@ -35,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from samdesk.inference.base import Embedding
+from samdesk.inference.engines.base import Embedding
 
 log = logging.getLogger(__name__)
 

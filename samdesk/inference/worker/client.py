@@ -1,7 +1,7 @@
 """The GUI-side handle on the inference worker: :class:`InferenceClient`.
 
 It owns the worker's QThread, assigns request ids, puts requests on the shared
-:class:`~samdesk.inference.requests.RequestQueue`, wakes the worker, and
+:class:`~samdesk.inference.worker.requests.RequestQueue`, wakes the worker, and
 re-emits only results that are still current (the latest id of their kind, on
 the image in focus), as napari's layer slicer and ndv's generation counter do.
 """
@@ -17,10 +17,10 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from samdesk.images import load_rgb
-from samdesk.inference.base import Prompts
-from samdesk.inference.cache import EmbeddingCache
-from samdesk.inference.registry import load_model
-from samdesk.inference.requests import (
+from samdesk.inference.engines.base import Prompts
+from samdesk.inference.engines.loading import load_model
+from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
     DetectSegment,
@@ -36,7 +36,7 @@ from samdesk.inference.requests import (
     SetModel,
     prefetch_list,
 )
-from samdesk.inference.worker import ImageLoader, InferenceWorker, ModelLoader
+from samdesk.inference.worker.worker import ImageLoader, InferenceWorker, ModelLoader
 
 
 class InferenceClient(QObject):
@@ -162,7 +162,7 @@ class InferenceClient(QObject):
         """Masks for ``prompts``; supersedes any earlier prediction not yet delivered.
 
         ``preview``: ``(h, w)`` screen pixels the image is drawn at (see
-        :class:`~samdesk.inference.requests.Predict`).
+        :class:`~samdesk.inference.worker.requests.Predict`).
         """
         request = Predict(next(self._ids), image, prompts, mask_input, multimask, preview)
         return self._submit("predict", request)

@@ -2,7 +2,7 @@
 
 Requests are immutable dataclasses of plain Python and numpy objects, each
 carrying the id the client gave it; the results that answer them live in
-:mod:`samdesk.inference.results` (re-exported here). The
+:mod:`samdesk.inference.worker.results` (re-exported here). The
 :class:`RequestQueue` is the only state the GUI thread and the worker thread
 share; it decides what the worker runs next:
 
@@ -43,9 +43,9 @@ import numpy as np
 
 from samdesk.errors import SamdeskError
 from samdesk.imagefiles import content_hash
-from samdesk.inference.base import Prompts
-from samdesk.inference.registry import MODELS, SEGMENTER
-from samdesk.inference.results import (
+from samdesk.inference.engines.base import Prompts
+from samdesk.inference.models.registry import MODELS, SEGMENTER
+from samdesk.inference.worker.results import (
     CandidateKey,
     CandidateMasks,
     DetectResult,
@@ -57,7 +57,7 @@ from samdesk.inference.results import (
     Progress,
 )
 
-__all__ = [  # the results are defined in samdesk.inference.results, re-exported here
+__all__ = [  # the results are defined in samdesk.inference.worker.results, re-exported here
     "ImageRef",
     "SetModel",
     "FocusImage",
@@ -84,7 +84,7 @@ __all__ = [  # the results are defined in samdesk.inference.results, re-exported
 ]
 
 if TYPE_CHECKING:
-    from samdesk.inference.upsample import Proposal
+    from samdesk.inference.engines.upsample import Proposal
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Predict:
     the same object; copied and made read-only. ``preview``: ``(h, w)`` screen
     pixels the window draws the whole image at; when much smaller than the
     image, the first answer carries the shown mask at about that size and the
-    full-resolution mask follows (see :func:`samdesk.inference.answers.answer`).
+    full-resolution mask follows (see :func:`samdesk.inference.worker.answers.answer`).
     """
 
     request_id: int

@@ -1,7 +1,7 @@
 """What the inference worker sends back to the window: immutable results of plain data.
 
 Every result carries the id of the request it answers (see
-:mod:`samdesk.inference.requests`); the client drops those no longer current.
+:mod:`samdesk.inference.worker.requests`); the client drops those no longer current.
 Masks are bool ``(H, W)`` arrays in upright image pixels, made read-only.
 Qt-free and torch-free.
 """
@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from samdesk.inference.base import Detections, Prediction, Prompts
+from samdesk.inference.engines.base import Detections, Prediction, Prompts
 
 
 @dataclass(frozen=True)

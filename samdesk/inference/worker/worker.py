@@ -2,11 +2,11 @@
 
 :class:`InferenceWorker` owns every engine (a segmenter and an optional text
 detector), decodes images, runs the encoders through the
-:class:`~samdesk.inference.cache.EmbeddingCache` and answers requests one job
+:class:`~samdesk.inference.worker.cache.EmbeddingCache` and answers requests one job
 at a time, returning to its event loop between jobs. The window talks only to
-:class:`~samdesk.inference.client.InferenceClient`, which owns this worker's
+:class:`~samdesk.inference.worker.client.InferenceClient`, which owns this worker's
 thread. Every signal carries one dataclass from
-:mod:`samdesk.inference.requests`. With the client, the only inference module
+:mod:`samdesk.inference.worker.requests`. With the client, the only inference module
 that imports Qt.
 
 A prediction from an engine with ``propose`` (SAM, SAM 2) is answered in two
@@ -38,11 +38,12 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from samdesk.errors import SamdeskError
 from samdesk.images import load_rgb
-from samdesk.inference.answers import answer
-from samdesk.inference.base import Detections, Embedding, EngineError, Prompts
-from samdesk.inference.cache import EmbeddingCache, model_key
-from samdesk.inference.registry import DETECTOR, get_spec, load_model
-from samdesk.inference.requests import (
+from samdesk.inference.engines.base import Detections, Embedding, EngineError, Prompts
+from samdesk.inference.engines.loading import load_model
+from samdesk.inference.models.registry import DETECTOR, get_spec
+from samdesk.inference.worker.answers import answer
+from samdesk.inference.worker.cache import EmbeddingCache, model_key
+from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
     DetectSegment,
@@ -132,7 +133,7 @@ class InferenceWorker(QObject):
             if self._worked:
                 self._worked = False
                 if self.release_when_idle:
-                    from samdesk.inference.device import release_memory
+                    from samdesk.inference.engines.device import release_memory
 
                     release_memory()
                 self.idle.emit()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from samdesk.cli import main
-from samdesk.inference.base import EngineError
-from samdesk.inference.device import read_checkpoint
+from samdesk.inference.engines.base import EngineError
+from samdesk.inference.engines.device import read_checkpoint
 
 
 @pytest.mark.parametrize("content", [b"\x80", b"x", b"", b"PK\x03\x04", b"\x80\x02}q"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samdesk.inference.base import EngineError
-from samdesk.inference.device import (
+from samdesk.inference.engines.base import EngineError
+from samdesk.inference.engines.device import (
     configure_cpu_threads,
     encoder_autocast,
     release_memory,

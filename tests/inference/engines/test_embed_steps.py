@@ -20,11 +20,11 @@ import torch
 from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 
-from samdesk.inference import registry
-from samdesk.inference.base import Embedding, EngineError
-from samdesk.inference.sam import SAM_ARCHS, SamEngine
-from samdesk.inference.sam2 import Sam2Engine
-from samdesk.inference.steps import EmbedSteps
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Embedding, EngineError
+from samdesk.inference.engines.sam import SAM_ARCHS, SamEngine
+from samdesk.inference.engines.sam2 import Sam2Engine
+from samdesk.inference.engines.steps import EmbedSteps
 from tests.model_factories import (
     SAM21_TINY_CONFIG,
     TINY_SAM,
@@ -59,14 +59,14 @@ def sam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def sam(sam_checkpoint: Path) -> Iterator[SamEngine]:
     with registered_test_model("sam", TINY_SAM) as spec:
-        yield registry.load_model(spec.name, sam_checkpoint, "cpu")
+        yield loading.load_model(spec.name, sam_checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
 def sam2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sam2Engine]:
     path = make_sam2_checkpoint(tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny.pt")
     with registered_test_model("sam2", SAM21_TINY_CONFIG) as spec:
-        yield registry.load_model(spec.name, path, "cpu")
+        yield loading.load_model(spec.name, path, "cpu")
 
 
 def test_sam_steps_equal_the_reference_predictor_bit_for_bit(

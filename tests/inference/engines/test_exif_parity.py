@@ -20,9 +20,9 @@ from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 
 from samdesk import images
-from samdesk.inference import registry
-from samdesk.inference.base import Point, Prompts
-from samdesk.inference.sam import SAM_ARCHS
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Point, Prompts
+from samdesk.inference.engines.sam import SAM_ARCHS
 from tests.model_factories import (
     SAM21_TINY_CONFIG,
     TINY_SAM,
@@ -62,7 +62,7 @@ def test_sam_masks_on_a_rotated_photo_match_the_reference(rotated_photo: Path,
                                                           tmp_path: Path) -> None:
     checkpoint = make_sam_checkpoint(tmp_path / "tiny.pth", TINY_SAM)
     with registered_test_model("sam", TINY_SAM) as spec:
-        engine = registry.load_model(spec.name, checkpoint, "cpu")
+        engine = loading.load_model(spec.name, checkpoint, "cpu")
     prediction = engine.predict(engine.embed(images.load_rgb(rotated_photo)), PROMPTS)
     arch = SAM_ARCHS[TINY_SAM]
     reference = SamPredictor(_build_sam(arch.embed_dim, arch.depth, arch.num_heads,
@@ -78,7 +78,7 @@ def test_sam_masks_on_a_rotated_photo_match_the_reference(rotated_photo: Path,
 def test_sam2_masks_on_a_rotated_photo_match_the_reference(rotated_photo: Path,
                                                            tmp_path: Path) -> None:
     checkpoint = make_sam2_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")
-    engine = registry.load_model("sam2.1_hiera_tiny", checkpoint, "cpu")
+    engine = loading.load_model("sam2.1_hiera_tiny", checkpoint, "cpu")
     prediction = engine.predict(engine.embed(images.load_rgb(rotated_photo)), PROMPTS)
     reference = SAM2ImagePredictor(build_sam2(SAM21_TINY_CONFIG, str(checkpoint), device="cpu"))
     reference.set_image(upright_reference_rgb(rotated_photo))

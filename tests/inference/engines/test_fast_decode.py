@@ -1,7 +1,7 @@
 """The interactive path (``propose`` + the shown candidate) draws the reference's masks.
 
 ``Engine.propose`` decodes prompts and upsamples a candidate only when asked;
-:class:`~samdesk.inference.upsample.MaskUpsampler` writes into reused buffers.
+:class:`~samdesk.inference.engines.upsample.MaskUpsampler` writes into reused buffers.
 Both must give, pixel for pixel, the masks of ``SamPredictor.predict`` /
 ``SAM2ImagePredictor.predict`` (whose state is set from the engine's own
 embedding, so only decoding and upsampling are compared here; the embeddings
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 from segment_anything import SamPredictor
 
-from samdesk.inference import registry
-from samdesk.inference.base import Prompts
-from samdesk.inference.upsample import Frame, MaskUpsampler
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Prompts
+from samdesk.inference.engines.upsample import Frame, MaskUpsampler
 from tests.model_factories import (
     IMAGES,
     SAM21_TINY_CONFIG,
@@ -98,7 +98,7 @@ def setup(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         checkpoint = make_sam2_checkpoint(folder / "sam2.pt", SAM21_TINY_CONFIG)
         family, config, reference = "sam2", SAM21_TINY_CONFIG, sam2_reference
     with registered_test_model(family, config) as spec:
-        engine = registry.load_model(spec.name, checkpoint, "cpu")
+        engine = loading.load_model(spec.name, checkpoint, "cpu")
         images = {}
         for key, (height, width, seed) in IMAGES.items():
             embedding = engine.embed(textured_image(height, width, seed))

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from samdesk.inference.base import Embedding, Engine, EngineError, Point, Prompts
-from samdesk.inference.grabcut import GrabCutEngine
-from samdesk.inference.registry import load_model
+from samdesk.inference.engines.base import Embedding, Engine, EngineError, Point, Prompts
+from samdesk.inference.engines.grabcut import GrabCutEngine
+from samdesk.inference.engines.loading import load_model
 
 RED = (215, 70, 55)
 BLUE = (50, 90, 225)
@@ -214,8 +214,8 @@ def test_a_prompt_grabcut_cannot_model_is_one_line_not_an_opencv_error() -> None
 def test_the_worker_offers_only_distinct_candidates(engine: GrabCutEngine) -> None:
     from pathlib import Path
 
-    from samdesk.inference.answers import answer
-    from samdesk.inference.requests import ImageRef, Predict
+    from samdesk.inference.worker.answers import answer
+    from samdesk.inference.worker.requests import ImageRef, Predict
 
     image = background(240, 320, seed=5)
     paint(image, disk(240, 320, 100, 120, 55), RED)

@@ -1,7 +1,7 @@
 """The GroundingDINO detector against ``groundingdino.util.inference`` on the same weights.
 
 A small random-weight GroundingDINO (tests/gdino_factory.py) is saved like
-the official checkpoint and loaded through ``registry.load_model``; the
+the official checkpoint and loaded through ``loading.load_model``; the
 reference is the library's ``load_image`` + ``predict`` on the in-memory
 model the checkpoint was saved from.
 """
@@ -18,13 +18,14 @@ from groundingdino.util.inference import load_image, predict
 from PIL import Image
 from torchvision.ops import box_convert
 
-from samdesk.inference import registry
-from samdesk.inference.base import Detections, EngineError
-from samdesk.inference.groundingdino import (
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Detections, EngineError
+from samdesk.inference.engines.groundingdino import (
     GroundingDinoDetector,
     normalise_caption,
     preprocess,
 )
+from samdesk.inference.models import registry
 from tests.gdino_factory import TinyGdino, install_tiny_gdino, scene_image, shared_tiny_gdino
 
 CAPTION = "Cat. red car. Dog"
@@ -42,7 +43,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyGdino:
 def detector(tiny: TinyGdino) -> Iterator[GroundingDinoDetector]:
     with pytest.MonkeyPatch.context() as mp:
         install_tiny_gdino(mp, tiny)
-        yield registry.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
+        yield loading.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_missing_tokenizer_names_the_fetch_command(
     install_tiny_gdino(monkeypatch, tiny)
     monkeypatch.setenv("SAMDESK_MODELS", str(tmp_path))
     with pytest.raises(EngineError) as info:
-        registry.load_model(tiny.spec.name, tiny.checkpoint)
+        loading.load_model(tiny.spec.name, tiny.checkpoint)
     message = str(info.value)
     assert "samdesk models fetch groundingdino_swint_ogc" in message
     assert str(tmp_path / "bert-base-uncased" / "vocab.txt") in message
@@ -182,7 +183,7 @@ def test_checkpoint_that_does_not_fit_the_config_is_named(
     install_tiny_gdino(monkeypatch, tiny)
     swint = registry.MODELS["groundingdino_swint_ogc"]
     with pytest.raises(EngineError) as info:
-        registry.load_model(swint.name, tiny.checkpoint)
+        loading.load_model(swint.name, tiny.checkpoint)
     message = str(info.value)
     assert str(tiny.checkpoint) in message and "GroundingDINO_SwinT_OGC" in message
     assert "missing weight" in message or "has shape" in message
@@ -193,11 +194,11 @@ def test_unknown_config_and_missing_checkpoint_are_named(
 ) -> None:
     install_tiny_gdino(monkeypatch, tiny)
     with pytest.raises(EngineError, match="does not exist"):
-        registry.load_model(tiny.spec.name, tmp_path / "nope.pth")
+        loading.load_model(tiny.spec.name, tmp_path / "nope.pth")
     monkeypatch.setitem(registry.MODELS, "bad_cfg", registry.ModelSpec(
         "bad_cfg", "groundingdino", registry.DETECTOR, "bad", "NoSuchConfig", "x.pth"))
     with pytest.raises(EngineError, match="NoSuchConfig.py does not exist"):
-        registry.load_model("bad_cfg", tiny.checkpoint)
+        loading.load_model("bad_cfg", tiny.checkpoint)
 
 
 def test_official_checkpoint_extras_and_module_prefix_load(
@@ -211,7 +212,7 @@ def test_official_checkpoint_extras_and_module_prefix_load(
     path = tmp_path / "official_like.pth"
     torch.save({"model": state}, path)
     install_tiny_gdino(monkeypatch, tiny)
-    loaded = registry.load_model(tiny.spec.name, path)
+    loaded = loading.load_model(tiny.spec.name, path)
     expected = tiny.model.state_dict()
     got = loaded.model.state_dict()
     assert got.keys() == expected.keys()

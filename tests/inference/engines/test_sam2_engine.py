@@ -1,7 +1,7 @@
 """The SAM 2 engine gives the same masks as ``sam2``'s ``SAM2ImagePredictor``.
 
 Both sides load one random-weight SAM 2.1 tiny checkpoint file (the smallest
-official config): the engine through ``registry.load_model``, the reference
+official config): the engine through ``loading.load_model``, the reference
 through ``sam2.build_sam.build_sam2``. Images are not square (4000 x 3000 and
 600 x 1700), so the non-uniform resize to 1024 x 1024 and the coordinate
 normalisation are exercised. Each image is encoded once per side.
@@ -20,9 +20,9 @@ from hydra.core.global_hydra import GlobalHydra
 from sam2.build_sam import build_sam2
 from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-from samdesk.inference import registry
-from samdesk.inference.base import EngineError, Point, Prompts
-from samdesk.inference.sam2 import Sam2Engine, build_sam2_model
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import EngineError, Point, Prompts
+from samdesk.inference.engines.sam2 import Sam2Engine, build_sam2_model
 from tests.model_factories import (
     IMAGES,
     SAM21_TINY_CONFIG,
@@ -59,7 +59,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def engine(checkpoint: Path) -> Iterator[Sam2Engine]:
     with registered_test_model("sam2", SAM21_TINY_CONFIG) as spec:
-        yield registry.load_model(spec.name, checkpoint, "cpu")
+        yield loading.load_model(spec.name, checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_loads_after_hydra_state_was_cleared(
     """Another library clearing hydra's global state must not break a model switch."""
     GlobalHydra.instance().clear()
     with registered_test_model("sam2", SAM21_TINY_CONFIG, name="test_sam2_again") as spec:
-        again = registry.load_model(spec.name, checkpoint, "cpu")
+        again = loading.load_model(spec.name, checkpoint, "cpu")
     for name, tensor in engine.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name]), name
 
@@ -175,7 +175,7 @@ def test_loading_keeps_another_librarys_hydra_setup(
 def test_unknown_config_is_reported(checkpoint: Path) -> None:
     with registered_test_model("sam2", "configs/sam2.1/no_such_model.yaml") as spec:
         with pytest.raises(EngineError, match="no_such_model"):
-            registry.load_model(spec.name, checkpoint, "cpu")
+            loading.load_model(spec.name, checkpoint, "cpu")
 
 
 @pytest.mark.parametrize(
@@ -202,12 +202,12 @@ def test_broken_checkpoint_names_file_and_model(
         torch.save(content, path)
     with registered_test_model("sam2", SAM21_TINY_CONFIG) as spec:
         with pytest.raises(EngineError, match=message) as info:
-            registry.load_model(spec.name, path, "cpu")
+            loading.load_model(spec.name, path, "cpu")
     text = str(info.value)
     assert str(path) in text and spec.name in text and "\n" not in text
 
 
 def test_checkpoint_of_another_size_is_refused(checkpoint: Path) -> None:
     with pytest.raises(EngineError, match="sam2.1_hiera_small: .* another model") as info:
-        registry.load_model("sam2.1_hiera_small", checkpoint, "cpu")
+        loading.load_model("sam2.1_hiera_small", checkpoint, "cpu")
     assert str(checkpoint) in str(info.value)

@@ -1,7 +1,7 @@
 """The SAM engine gives the same masks as ``segment_anything.SamPredictor``.
 
 Both sides load the same random-weight checkpoint file: the engine through
-``registry.load_model`` (the path a user's file takes), the reference through
+``loading.load_model`` (the path a user's file takes), the reference through
 segment_anything's own builder. Images are not square (4000 x 3000 and
 600 x 1700), so resizing, padding, coordinate scaling and the crop-and-upsample
 of the masks are all exercised. Most tests use the small ``tiny`` ViT; one
@@ -19,9 +19,9 @@ import torch
 from segment_anything import SamPredictor, sam_model_registry
 from segment_anything.build_sam import _build_sam
 
-from samdesk.inference import registry
-from samdesk.inference.base import EngineError, Point, Prompts
-from samdesk.inference.sam import SAM_ARCHS, SamEngine
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import EngineError, Point, Prompts
+from samdesk.inference.engines.sam import SAM_ARCHS, SamEngine
 from tests.model_factories import (
     IMAGES,
     TINY_SAM,
@@ -64,7 +64,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint: Path) -> Iterator[SamEngine]:
     with registered_test_model("sam", TINY_SAM) as spec:
-        yield registry.load_model(spec.name, tiny_checkpoint, "cpu")
+        yield loading.load_model(spec.name, tiny_checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -186,14 +186,14 @@ def test_broken_checkpoint_names_file_and_model(
         torch.save(content, path)
     with registered_test_model("sam", TINY_SAM) as spec:
         with pytest.raises(EngineError, match=message) as info:
-            registry.load_model(spec.name, path, "cpu")
+            loading.load_model(spec.name, path, "cpu")
     text = str(info.value)
     assert str(path) in text and spec.name in text and "\n" not in text
 
 
 def test_checkpoint_of_another_size_is_refused(tiny_checkpoint: Path) -> None:
     with pytest.raises(EngineError, match="sam_vit_b: .* holds another model size") as info:
-        registry.load_model("sam_vit_b", tiny_checkpoint, "cpu")
+        loading.load_model("sam_vit_b", tiny_checkpoint, "cpu")
     assert str(tiny_checkpoint) in str(info.value)
 
 
@@ -201,7 +201,7 @@ def test_checkpoint_of_another_size_is_refused(tiny_checkpoint: Path) -> None:
 def test_vit_b_matches_reference(tmp_path: Path) -> None:
     """Full-size ViT-B, loaded through the built-in ``sam_vit_b`` entry."""
     path = make_sam_checkpoint(tmp_path / "sam_vit_b_01ec64.pth", "vit_b", seed=3)
-    engine = registry.load_model("sam_vit_b", path, "cpu")
+    engine = loading.load_model("sam_vit_b", path, "cpu")
     ref = SamPredictor(sam_model_registry["vit_b"](checkpoint=str(path)))
     height, width, seed = IMAGES["4000x3000"]
     rgb = textured_image(height, width, seed)

@@ -1,7 +1,7 @@
 """Text prompt -> masks: the tiny GroundingDINO finds boxes, a mask engine segments them.
 
 The mask engines are GrabCut (no weights) and a tiny random-weight SAM
-(tests/model_factories.py), both loaded through ``registry.load_model``.
+(tests/model_factories.py), both loaded through ``loading.load_model``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from samdesk.inference import registry
-from samdesk.inference.base import Embedding, Engine, EngineError, Prediction, Prompts
-from samdesk.inference.groundingdino import GroundingDinoDetector, normalise_caption
-from samdesk.inference.text import segment_text
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Embedding, Engine, EngineError, Prediction, Prompts
+from samdesk.inference.engines.groundingdino import GroundingDinoDetector, normalise_caption
+from samdesk.inference.engines.text import segment_text
 from tests.gdino_factory import TinyGdino, install_tiny_gdino, scene_image, shared_tiny_gdino
 from tests.mask_compare import LOGIT_TOL, SCORE_TOL, assert_masks_close, full_logits
 from tests.model_factories import make_sam_checkpoint, registered_test_model
@@ -48,7 +48,7 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GroundingDino
     tiny: TinyGdino = shared_tiny_gdino(tmp_path_factory)
     with pytest.MonkeyPatch.context() as mp:
         install_tiny_gdino(mp, tiny)
-        yield registry.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
+        yield loading.load_model(tiny.spec.name, tiny.checkpoint, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +63,14 @@ def thresholds(detector: GroundingDinoDetector) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def grabcut() -> Engine:
-    return registry.load_model("grabcut", None, "cpu")
+    return loading.load_model("grabcut", None, "cpu")
 
 
 @pytest.fixture(scope="module")
 def tiny_sam(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     path = make_sam_checkpoint(tmp_path_factory.mktemp("sam") / "sam.pth")
     with registered_test_model("sam", "tiny") as spec:
-        yield registry.load_model(spec.name, path, "cpu")
+        yield loading.load_model(spec.name, path, "cpu")
 
 
 def test_each_box_gets_one_grabcut_mask_labelled_by_its_phrase(

@@ -29,7 +29,7 @@ MAX_REQUESTS = 6
 SCRIPT = """
 import dataclasses, sys
 from samdesk.cli import main
-from samdesk.inference import registry
+from samdesk.inference.models import registry
 spec = dataclasses.replace(registry.MODELS["sam_vit_b"], name="mirror_sam",
                            size=int(sys.argv[1]), sha256=sys.argv[2])
 registry.MODELS[spec.name] = spec

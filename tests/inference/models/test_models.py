@@ -16,8 +16,9 @@ import pytest
 
 from samdesk.cli import main
 from samdesk.errors import FormatError
-from samdesk.inference import models, paths, registry
-from samdesk.inference.base import EngineError
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import EngineError
+from samdesk.inference.models import checkpoints, paths, registry
 
 ZIP_HEAD = b"PK\x03\x04"
 
@@ -47,7 +48,7 @@ def with_checksum(monkeypatch: pytest.MonkeyPatch, name: str, data: bytes | None
 
 def test_missing_checkpoint_names_the_commands_that_install_it(models_dir: Path) -> None:
     with pytest.raises(EngineError) as info:
-        models.resolve_checkpoint(registry.MODELS["sam_vit_b"])
+        checkpoints.resolve_checkpoint(registry.MODELS["sam_vit_b"])
     assert str(info.value) == (
         "model sam_vit_b is not installed: run `samdesk models fetch sam_vit_b` "
         "or `samdesk models add sam_vit_b FILE`"
@@ -56,13 +57,13 @@ def test_missing_checkpoint_names_the_commands_that_install_it(models_dir: Path)
 
 def test_load_model_without_checkpoint_never_downloads(models_dir: Path) -> None:
     with pytest.raises(EngineError, match="samdesk models fetch sam2.1_hiera_tiny"):
-        registry.load_model("sam2.1_hiera_tiny", device="cpu")
+        loading.load_model("sam2.1_hiera_tiny", device="cpu")
     assert not models_dir.exists() or list(models_dir.iterdir()) == []
 
 
 def test_text_prompt_without_groundingdino_names_it(models_dir: Path) -> None:
     with pytest.raises(EngineError, match="samdesk models fetch groundingdino_swint_ogc"):
-        models.resolve_detector()
+        checkpoints.resolve_detector()
 
 
 def test_add_registers_the_file_in_place_and_resolve_returns_it(
@@ -70,8 +71,8 @@ def test_add_registers_the_file_in_place_and_resolve_returns_it(
 ) -> None:
     own = checkpoint_like(tmp_path / "downloads" / "my_sam.pth")
     with_checksum(monkeypatch, "sam_vit_b", own.read_bytes())
-    assert models.add("sam_vit_b", own) == own.resolve()
-    assert models.resolve_checkpoint(registry.MODELS["sam_vit_b"]) == own.resolve()
+    assert checkpoints.add("sam_vit_b", own) == own.resolve()
+    assert checkpoints.resolve_checkpoint(registry.MODELS["sam_vit_b"]) == own.resolve()
     index = json.loads((models_dir / "models.json").read_text())
     assert index["models"]["sam_vit_b"]["path"] == str(own.resolve())
     assert index["models"]["sam_vit_b"]["sha256"] == hashlib.sha256(own.read_bytes()).hexdigest()
@@ -85,27 +86,27 @@ def test_add_refuses_a_file_that_is_not_the_official_one(
     other = checkpoint_like(tmp_path / "other.pth", seed=2)  # same size, other bytes
     with_checksum(monkeypatch, "sam_vit_b", official.read_bytes())
     with pytest.raises(EngineError, match="sha256 .* differs .* --force"):
-        models.add("sam_vit_b", other)
-    assert models.installed("sam_vit_b") is None
-    assert models.add("sam_vit_b", other, force=True) == other.resolve()
-    assert models.installed("sam_vit_b") == other.resolve()
+        checkpoints.add("sam_vit_b", other)
+    assert checkpoints.installed("sam_vit_b") is None
+    assert checkpoints.add("sam_vit_b", other, force=True) == other.resolve()
+    assert checkpoints.installed("sam_vit_b") == other.resolve()
 
 
 def test_add_checks_the_size_against_the_official_file(models_dir: Path, tmp_path: Path) -> None:
     small = checkpoint_like(tmp_path / "sam_vit_b_01ec64.pth")
     with pytest.raises(EngineError, match="4096 bytes, but the official .* has 375042383"):
-        models.add("sam_vit_b", small)
+        checkpoints.add("sam_vit_b", small)
 
 
 def test_add_refuses_files_that_are_not_checkpoints(models_dir: Path, tmp_path: Path) -> None:
     page = tmp_path / "sam_vit_b_01ec64.pth"
     page.write_text("<html>Access denied</html>")
     with pytest.raises(EngineError, match="not a PyTorch checkpoint"):
-        models.add("sam_vit_b", page, force=True)
+        checkpoints.add("sam_vit_b", page, force=True)
     with pytest.raises(EngineError, match="no such file"):
-        models.add("sam_vit_b", tmp_path / "nowhere.pth")
+        checkpoints.add("sam_vit_b", tmp_path / "nowhere.pth")
     with pytest.raises(EngineError, match="needs no checkpoint"):
-        models.add("grabcut", page)
+        checkpoints.add("grabcut", page)
     assert not (models_dir / "models.json").exists()
 
 
@@ -114,16 +115,16 @@ def test_a_registered_file_that_was_moved_is_reported(
 ) -> None:
     with_checksum(monkeypatch, "sam2.1_hiera_tiny", None)
     own = checkpoint_like(tmp_path / "t.pt")
-    models.add("sam2.1_hiera_tiny", own)
+    checkpoints.add("sam2.1_hiera_tiny", own)
     own.unlink()
     with pytest.raises(EngineError, match="registered at .*t.pt but that file is gone"):
-        models.resolve_checkpoint(registry.MODELS["sam2.1_hiera_tiny"])
+        checkpoints.resolve_checkpoint(registry.MODELS["sam2.1_hiera_tiny"])
 
 
 def test_a_file_dropped_in_the_models_folder_counts_as_installed(models_dir: Path) -> None:
     spec = registry.MODELS["sam_vit_l"]
     checkpoint_like(models_dir / spec.filename)
-    assert models.resolve_checkpoint(spec) == models_dir / spec.filename
+    assert checkpoints.resolve_checkpoint(spec) == models_dir / spec.filename
 
 
 def test_groundingdino_without_tokenizer_files_says_so(
@@ -132,18 +133,18 @@ def test_groundingdino_without_tokenizer_files_says_so(
     spec = registry.MODELS["groundingdino_swint_ogc"]
     checkpoint_like(models_dir / spec.filename)
     with pytest.raises(EngineError, match="vocab.txt.*samdesk models fetch groundingdino"):
-        models.resolve_detector()
+        checkpoints.resolve_detector()
     for remote in registry.BERT_FILES:
         (paths.bert_dir() / remote.filename).parent.mkdir(parents=True, exist_ok=True)
         (paths.bert_dir() / remote.filename).write_text("x")
-    assert models.resolve_detector() == (spec, models_dir / spec.filename)
+    assert checkpoints.resolve_detector() == (spec, models_dir / spec.filename)
 
 
 def test_a_damaged_index_is_named_in_the_error(models_dir: Path) -> None:
     models_dir.mkdir()
     (models_dir / "models.json").write_text("{not json")
     with pytest.raises(FormatError, match="models.json"):
-        models.installed("sam_vit_b")
+        checkpoints.installed("sam_vit_b")
 
 
 def test_load_model_builds_the_engine_from_the_registered_checkpoint(
@@ -156,12 +157,12 @@ def test_load_model_builds_the_engine_from_the_registered_checkpoint(
         return "engine"
 
     monkeypatch.setitem(sys.modules, "fake_family", types.SimpleNamespace(load=load))
-    monkeypatch.setitem(registry.FAMILY_LOADERS, "sam", "fake_family:load")
+    monkeypatch.setitem(loading.FAMILY_LOADERS, "sam", "fake_family:load")
     with_checksum(monkeypatch, "sam_vit_h", None)
     own = checkpoint_like(tmp_path / "h.pth")
-    models.add("sam_vit_h", own)
-    assert registry.load_model("sam_vit_h", device="cpu") == "engine"
-    assert registry.load_model("sam_vit_h", tmp_path / "explicit.pth") == "engine"
+    checkpoints.add("sam_vit_h", own)
+    assert loading.load_model("sam_vit_h", device="cpu") == "engine"
+    assert loading.load_model("sam_vit_h", tmp_path / "explicit.pth") == "engine"
     assert calls == [("sam_vit_h", own.resolve(), "cpu"),
                      ("sam_vit_h", tmp_path / "explicit.pth", "cpu")]
 
@@ -178,8 +179,8 @@ def test_registered_real_checkpoint_loads_through_the_sam_engine(
     state[marked] = torch.full_like(state[marked], 0.125)  # no initialiser makes this
     torch.save(state, chosen)
     with factories.registered_test_model("sam", factories.TINY_SAM) as spec:
-        models.add(spec.name, chosen)
-        engine = registry.load_model(spec.name, device="cpu")
+        checkpoints.add(spec.name, chosen)
+        engine = loading.load_model(spec.name, device="cpu")
     loaded = engine.model.state_dict()
     assert set(loaded) == set(state)
     assert all(torch.equal(loaded[key].cpu(), value) for key, value in state.items())

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from samdesk.cli import main
-from samdesk.inference import models, paths, registry
-from samdesk.inference.fetch import FetchError, fetch, part_path
-from samdesk.inference.registry import RemoteFile
+from samdesk.inference.models import checkpoints, paths, registry
+from samdesk.inference.models.fetch import FetchError, fetch, part_path
+from samdesk.inference.models.registry import RemoteFile
 
 SIZE = 3 * 1024 * 1024 + 123  # a few MB, not a multiple of the chunk size
 DROP_AT = 1_000_000
@@ -295,7 +295,7 @@ def test_cli_fetch_of_the_wrong_file_installs_nothing(
     err = capsys.readouterr().err.strip()
     assert err.startswith("samdesk: error:") and "\n" not in err
     assert "375042383" in err
-    assert models.installed("sam_vit_b") is None
+    assert checkpoints.installed("sam_vit_b") is None
     assert not any(models_dir.rglob("*.pth"))
 
 
@@ -318,7 +318,7 @@ def test_cli_fetch_groundingdino_brings_its_tokenizer_files(
     assert code == 0, capsys.readouterr().err
     assert (paths.bert_dir() / "vocab.txt").read_bytes() == words
     assert (paths.bert_dir() / "config.json").read_bytes() == b"{}"
-    assert models.resolve_checkpoint(spec) == models_dir / spec.filename
+    assert checkpoints.resolve_checkpoint(spec) == models_dir / spec.filename
     assert {r.path for r in server.requests} == {"model.pth", "vocab.txt", "config.json"}
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samdesk.inference.base import Embedding, Point, Prompts
-from samdesk.inference.cache import EmbeddingCache
-from samdesk.inference.grabcut import GrabCutEngine
+from samdesk.inference.engines.base import Embedding, Point, Prompts
+from samdesk.inference.engines.grabcut import GrabCutEngine
+from samdesk.inference.worker.cache import EmbeddingCache
 
 MODEL = "sam2.1_hiera_tiny@0123abcd"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from samdesk.inference.base import Prediction
-from samdesk.inference.results import distinct, distinct_candidates
+from samdesk.inference.engines.base import Prediction
+from samdesk.inference.worker.results import distinct, distinct_candidates
 
 
 def blob(x0: int, x1: int) -> np.ndarray:

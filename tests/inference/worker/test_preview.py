@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from samdesk.inference.answers import answer
-from samdesk.inference.requests import ImageRef, Predict
-from samdesk.inference.upsample import preview_size
+from samdesk.inference.engines.upsample import preview_size
+from samdesk.inference.worker.answers import answer
+from samdesk.inference.worker.requests import ImageRef, Predict
 from samdesk.views.canvas import Canvas
 from samdesk.views.qtutil import qimage_to_rgb
+from tests.inference.engines.test_fast_decode import setup  # noqa: F401 - the tiny SAM / SAM 2.1 fixture
 from tests.model_factories import IMAGES, prompt_case
-from tests.test_fast_decode import setup  # noqa: F401 - the tiny SAM / SAM 2.1 fixture
 
 REF = ImageRef(Path("photo.jpg"), "photo")
 

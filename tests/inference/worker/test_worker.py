@@ -19,12 +19,12 @@ import pytest
 from PySide6.QtCore import QCoreApplication, QTimer
 from pytestqt.qtbot import QtBot
 
-from samdesk.inference.base import Embedding, Point, Prediction, Prompts
-from samdesk.inference.cache import EmbeddingCache
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.grabcut import GrabCutEngine
-from samdesk.inference.registry import load_model
-from samdesk.inference.requests import (
+from samdesk.inference.engines.base import Embedding, Point, Prediction, Prompts
+from samdesk.inference.engines.grabcut import GrabCutEngine
+from samdesk.inference.engines.loading import load_model
+from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.requests import (
     EmbeddingState,
     Encode,
     FocusImage,
@@ -399,7 +399,7 @@ def test_gpu_memory_is_given_back_when_idle_only_if_asked(
     qtbot: QtBot, tmp_path: Path, images: list[tuple[ImageRef, np.ndarray]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from samdesk.inference import device
+    from samdesk.inference.engines import device
 
     calls: list[object] = []
     real = device.release_memory

@@ -17,12 +17,12 @@ import pytest
 from PySide6.QtCore import QCoreApplication
 from pytestqt.qtbot import QtBot
 
-from samdesk.inference.base import Embedding, Prediction, Prompts
-from samdesk.inference.cache import EmbeddingCache
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.registry import load_model
-from samdesk.inference.requests import ImageRef
-from tests.test_worker import WAIT_MS, centre, scene
+from samdesk.inference.engines.base import Embedding, Prediction, Prompts
+from samdesk.inference.engines.loading import load_model
+from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.requests import ImageRef
+from tests.inference.worker.test_worker import WAIT_MS, centre, scene
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ class SamHarness:
 
     def reference(self, ref: ImageRef, prompts: Prompts) -> Prediction:
         """``engine.predict`` on the embedding the worker used (from its cache)."""
-        from samdesk.inference.cache import model_key
+        from samdesk.inference.worker.cache import model_key
 
         found = self.client.cache.lookup(model_key(self.spec.name, self.checkpoint), ref.key)
         assert found is not None

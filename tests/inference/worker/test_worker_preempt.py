@@ -20,11 +20,12 @@ from PySide6.QtCore import QCoreApplication
 from pytestqt.qtbot import QtBot
 
 from samdesk.images import load_rgb
-from samdesk.inference import registry
-from samdesk.inference.base import Embedding, Point, Prompts
-from samdesk.inference.cache import EmbeddingCache, model_key
-from samdesk.inference.client import InferenceClient
-from samdesk.inference.requests import (
+from samdesk.inference.engines import loading
+from samdesk.inference.engines.base import Embedding, Point, Prompts
+from samdesk.inference.engines.steps import EmbedSteps, run_to_end
+from samdesk.inference.worker.cache import EmbeddingCache, model_key
+from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.requests import (
     DetectSegment,
     Encode,
     FocusImage,
@@ -34,9 +35,8 @@ from samdesk.inference.requests import (
     RequestQueue,
     SetModel,
 )
-from samdesk.inference.steps import EmbedSteps, run_to_end
+from tests.inference.worker.test_worker import scene
 from tests.model_factories import TINY_SAM, make_sam_checkpoint, registered_test_model
-from tests.test_worker import scene
 
 WAIT_MS = 30_000
 SIZES = [(240, 320), (200, 300), (180, 260)]  # A, B (held open), C
@@ -97,7 +97,7 @@ class Session:
             self.client.set_model(name, checkpoint, "cpu")
 
     def load(self, name: str, checkpoint: Path | None, device: str) -> GatedEngine:
-        self.engine = GatedEngine(registry.load_model(name, checkpoint, device), SIZES[1])
+        self.engine = GatedEngine(loading.load_model(name, checkpoint, device), SIZES[1])
         return self.engine
 
     def until(self, done: Any) -> None:
@@ -264,7 +264,7 @@ def test_a_previewed_click_gets_its_full_mask_while_the_encode_is_held(
 ) -> None:
     """The window draws a preview first; the mask that replaces it (and that Enter
     saves) must not wait for the rest of a background encode either."""
-    from samdesk.inference.requests import CandidateMasks
+    from samdesk.inference.worker.requests import CandidateMasks
 
     big = scene(tmp_path / "big.png", 600, 800, 7)[0]  # previewed at a quarter of its pixels
     a, b, _ = session.refs

@@ -1,0 +1,43 @@
+"""A model name to a working engine or detector: the one way every caller loads a model.
+
+The registry (:mod:`samdesk.inference.models.registry`) says what each model is;
+this module knows which engine module builds each family. Engine modules are
+imported only when a model of their family is loaded, so listing models never
+imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from samdesk.inference.models.checkpoints import resolve_checkpoint
+from samdesk.inference.models.registry import get_spec
+
+# family -> "module:function"; the function takes (spec, checkpoint, device)
+# and returns an Engine (segmenters) or a Detector (detectors). Imported
+# lazily so that listing models never imports torch.
+FAMILY_LOADERS: dict[str, str] = {
+    "grabcut": "samdesk.inference.engines.grabcut:load",
+    "sam": "samdesk.inference.engines.sam:load",
+    "sam2": "samdesk.inference.engines.sam2:load",
+    "groundingdino": "samdesk.inference.engines.groundingdino:load",
+}
+
+
+
+def load_model(name: str, checkpoint: Path | None = None, device: str = "cpu") -> Any:
+    """Build the engine or detector ``name`` from ``checkpoint`` on ``device``.
+
+    With ``checkpoint`` None, a model that needs one uses its installed file
+    (see :mod:`samdesk.inference.models.checkpoints`); a model that is not installed
+    raises :class:`EngineError` naming the command that installs it. Nothing
+    is ever downloaded here.
+    """
+    spec = get_spec(name)
+    if checkpoint is None and spec.needs_checkpoint:
+        checkpoint = resolve_checkpoint(spec)
+    module_name, func_name = FAMILY_LOADERS[spec.family].split(":")
+    loader = getattr(importlib.import_module(module_name), func_name)
+    return loader(spec, checkpoint, device)
