@@ -37,6 +37,8 @@ Interface (what the main window uses)::
                                     message_text() -> str ("" when none)
     set_tool(tool) / tool; set_brush_size(px) / brush_size ([ and ] scale it by 20%)
     fit(); zoom_1to1(); zoom_by(factor, anchor_scene_pos=None); zoom (property)
+                                    (these, shown_size, image_size, zoom_changed and
+                                    render_to_image come from views.zoom_view.ZoomView)
     layer_at(x, y) -> id | None     front-most visible layer holding the pixel
     image_size -> (width, height) | None; overlay_cache (its ``rebuilds`` counter);
     flat_image (its ``flattened_px`` counter: picture pixels re-composited)
@@ -54,27 +56,9 @@ The canvas never runs a model: it only emits prompts and draws what it is given.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import (
-    QColor,
-    QEnterEvent,
-    QFocusEvent,
-    QImage,
-    QKeyEvent,
-    QMouseEvent,
-    QPainter,
-    QResizeEvent,
-    QTransform,
-    QWheelEvent,
-)
-from PySide6.QtWidgets import (
-    QApplication,
-    QFrame,
-    QGraphicsScene,
-    QGraphicsView,
-    QLabel,
-    QWidget,
-)
+from PySide6.QtCore import QEvent, QPoint, Qt, Signal
+from PySide6.QtGui import QEnterEvent, QFocusEvent, QKeyEvent, QMouseEvent, QResizeEvent
+from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from samdesk.views.composite import FlatImage
 from samdesk.views.overlays import LayerView, Mask, OverlayCache
@@ -91,11 +75,10 @@ from samdesk.views.tools import (
     Tool,
     ToolController,
 )
+from samdesk.views.zoom_view import ZoomView
 
 __all__ = ["Canvas", "LayerView", "Tool"]
 
-MIN_ZOOM, MAX_ZOOM = 0.01, 64.0
-WHEEL_STEP = 1.2  # zoom factor per wheel notch (120 eighths of a degree)
 BRUSH_STEP = 1.2  # [ and ] divide or multiply the brush size by this
 BRUSH_RANGE = (1, 1000)
 PICTURE_Z, LAYER_Z, CANDIDATE_Z = 0.0, 1.0, 1.0e6  # selected layers from LAYER_Z up
@@ -107,32 +90,20 @@ _TOOL_CURSORS = {Tool.POINT: Qt.CursorShape.CrossCursor, Tool.BOX: Qt.CursorShap
                  Tool.TEXT: Qt.CursorShape.OpenHandCursor, Tool.PAN: Qt.CursorShape.OpenHandCursor}
 
 
-class Canvas(QGraphicsView):
-    """QGraphicsView of one image with its mask layers, candidate and prompts."""
+class Canvas(ZoomView):
+    """The zoomable view (:class:`ZoomView`) of one image with its mask layers,
+    candidate and prompts."""
 
     point_added = Signal(float, float, bool)
     box_drawn = Signal(float, float, float, float)
     brush_stroke = Signal(object, bool)
     layer_clicked = Signal(int)
     cursor_moved = Signal(float, float)
-    zoom_changed = Signal(float)
     brush_size_changed = Signal(int)
     background_clicked = Signal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setBackgroundBrush(QColor("#2b2b2b"))
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMouseTracking(True)
-        self.viewport().setMouseTracking(True)  # cursor_moved and the brush circle
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-        self._image_size: tuple[int, int] | None = None  # (width, height), full resolution
         self._stack = LayerStack(self.scene(), PICTURE_Z, LAYER_Z, CANDIDATE_Z)
         self._marks = MarkerLayer(self.scene(), CANDIDATE_Z + 2)
         self._controller = ToolController()
@@ -140,7 +111,6 @@ class Canvas(QGraphicsView):
         self._drag_button = Qt.MouseButton.NoButton
         self._pan_last = QPoint()
         self._space = False
-        self._auto_fit = True
         self._message = QLabel(self.viewport())
         self._message.setObjectName("canvas_message")
         self._message.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -191,11 +161,6 @@ class Canvas(QGraphicsView):
             self._stack.picture.set_image_size(size)
         self._update_scene_rect()
 
-    @property
-    def image_size(self) -> tuple[int, int] | None:
-        """``(width, height)`` of the full-resolution image, or ``None``."""
-        return self._image_size
-
     def set_layers(self, layers: list[LayerView]) -> None:
         """Draw ``layers`` back to front; overlays are rebuilt only for changed layers.
 
@@ -220,15 +185,6 @@ class Canvas(QGraphicsView):
         A ``preview`` mask (see :meth:`shown_size`) is stretched over the image.
         """
         self._stack.set_candidate(mask, color, self._image_size, preview)
-
-    def shown_size(self) -> tuple[int, int] | None:
-        """``(h, w)`` screen pixels the whole image is drawn at now (at most its own size)."""
-        if self._image_size is None:
-            return None
-        scale = abs(self.transform().m11()) * self.devicePixelRatioF()
-        width, height = self._image_size
-        return (max(1, min(height, round(height * scale))),
-                max(1, min(width, round(width * scale))))
 
     def set_prompt_markers(self, points: list[tuple[float, float, bool]],
                            box: tuple[float, float, float, float] | None) -> None:
@@ -291,97 +247,17 @@ class Canvas(QGraphicsView):
         self._marks.set_stroke(None)
         self.viewport().setCursor(_TOOL_CURSORS[self._controller.tool])
 
-    # -------------------------------------------------------------------- zoom
-    @property
-    def zoom(self) -> float:
-        """Screen pixels per image pixel."""
-        return float(self.transform().m11())
-
-    def _image_rect(self) -> QRectF:
-        if self._image_size is None:
-            return QRectF(0, 0, 1, 1)
-        return QRectF(0, 0, *self._image_size)
-
-    def _update_scene_rect(self) -> None:
-        # A margin of one image size on every side lets the image be panned
-        # off-centre and the wheel zoom about a point near its edge.
-        rect = self._image_rect()
-        margin = max(rect.width(), rect.height())
-        self.setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
-
-    def fit(self) -> None:
-        """Zoom so the whole image shows, centred; it stays fitted while the view resizes."""
-        if self._image_size is not None:
-            self.fitInView(self._image_rect(), Qt.AspectRatioMode.KeepAspectRatio)
-        self._auto_fit = True
-        self._zoomed()
-
-    def zoom_1to1(self) -> None:
-        """One image pixel per screen pixel, about the view's centre."""
-        centre = self.mapToScene(self.viewport().rect().center())
-        self.setTransform(QTransform())
-        self.centerOn(centre)
-        self._auto_fit = False
-        self._zoomed()
-
-    def zoom_by(self, factor: float, anchor_scene_pos: QPointF | None = None) -> None:
-        """Scale by ``factor`` keeping ``anchor_scene_pos`` (default: view centre) in place."""
-        current = self.zoom
-        target = min(max(current * factor, MIN_ZOOM), MAX_ZOOM)
-        if target == current or current <= 0:
-            return
-        anchor = (self.mapToScene(self.viewport().rect().center())
-                  if anchor_scene_pos is None else QPointF(anchor_scene_pos))
-        before = self.mapFromScene(anchor)
-        self.scale(target / current, target / current)
-        after = self.mapFromScene(anchor)
-        self._scroll_by(before.x() - after.x(), before.y() - after.y())
-        self._auto_fit = False
-        self._zoomed()
-
+    # -------------------------------------------------------------------- view
     def _zoomed(self) -> None:
         self._stack.picture.set_smooth(self.zoom < 1.0)  # crisp pixels when zoomed in
-        self.zoom_changed.emit(self.zoom)
-
-    def _scroll_by(self, dx: int, dy: int) -> None:
-        """Move the picture by (dx, dy) screen pixels."""
-        hbar, vbar = self.horizontalScrollBar(), self.verticalScrollBar()
-        hbar.setValue(hbar.value() - dx)
-        vbar.setValue(vbar.value() - dy)
+        super()._zoomed()
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
-        if self._auto_fit:
-            self.fit()
         if not self._message.isHidden():
             self._place_message()
 
-    def render_to_image(self) -> QImage:
-        """Paint what the view shows into a new ARGB32 image, synchronously.
-
-        The same drawing a repaint does (image, layers, candidate, markers),
-        so a benchmark can time repaints without an event loop.
-        """
-        size = self.viewport().size()
-        image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
-        image.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(image)
-        try:
-            self.render(painter, QRectF(image.rect()), self.viewport().rect())
-        finally:
-            painter.end()
-        return image
-
     # ------------------------------------------------------------------ events
-    def _image_pos(self, pos: QPointF) -> QPointF:
-        return self.mapToScene(pos.toPoint())
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
-        delta = event.angleDelta().y() or event.angleDelta().x()
-        if delta:
-            self.zoom_by(WHEEL_STEP ** (delta / 120.0), self._image_pos(event.position()))
-        event.accept()
-
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         button = _BUTTONS.get(event.button(), Button.OTHER)
@@ -409,9 +285,8 @@ class Canvas(QGraphicsView):
         self.cursor_moved.emit(scene.x(), scene.y())
         self._marks.move_brush(scene, self._controller.tool in (Tool.BRUSH, Tool.ERASER))
         if self._controller.drag is Drag.PAN:
-            self._scroll_by(pos.x() - self._pan_last.x(), pos.y() - self._pan_last.y())
+            self.pan_by(pos.x() - self._pan_last.x(), pos.y() - self._pan_last.y())
             self._pan_last = pos
-            self._auto_fit = False
         elif self._controller.drag is not Drag.NONE:
             self._controller.move(scene.x(), scene.y())
             self._show_gesture()
