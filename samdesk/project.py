@@ -23,6 +23,7 @@ from samdesk.annotations import ImageRecord, ImageStatus
 from samdesk.backups import BackupKeeper
 from samdesk.errors import ProjectError
 from samdesk.history import History, HistoryEntry, Row, RowChange
+from samdesk.project_boxes import PendingBoxes
 from samdesk.project_edits import LabelsAndLayers
 from samdesk.project_files import ChangedFiles, stat_differs
 from samdesk.project_merge import SpareMerging, refuse_lost_store
@@ -45,13 +46,13 @@ _READABLE_AGAIN = ("UPDATE images SET status=CASE WHEN EXISTS (SELECT 1 FROM ann
 
 @dataclass(frozen=True)
 class ProjectEvent:
-    """What changed: ``kind`` is "images", "labels" or "annotations"."""
+    """What changed: ``kinds`` holds "images", "labels", "annotations" or "pending_boxes"."""
 
     kinds: frozenset[str]
     image_ids: frozenset[int]
 
 
-class Project(ImageListing, ChangedFiles, LabelsAndLayers, SpareMerging):
+class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, SpareMerging):
     """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
@@ -221,7 +222,7 @@ class Project(ImageListing, ChangedFiles, LabelsAndLayers, SpareMerging):
         for row in (before, after):
             if row is None:
                 continue
-            if table == "annotations":
+            if table in ("annotations", "pending_boxes"):
                 image_ids.add(int(row["image_id"]))
             elif table == "images":
                 image_ids.add(int(row["id"]))

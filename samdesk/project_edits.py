@@ -140,8 +140,8 @@ class LabelsAndLayers:
         return self.label(label_id)
 
     def delete_label(self, label_id: int, masks: str | int = "unlabel") -> None:
-        """Delete a label. Its masks are kept without a label (``"unlabel"``),
-        deleted (``"delete"``), or given another label (an int label id)."""
+        """Delete a label. Its masks (and pending boxes) are kept without a label
+        (``"unlabel"``), deleted (``"delete"``), or given another label (an int label id)."""
         with self.batch("Delete label"):
             before = self._row("labels", label_id)
             ids = [r[0] for r in self._conn.execute(
@@ -155,6 +155,11 @@ class LabelsAndLayers:
                 for ann_id in ids:
                     row = self._row("annotations", ann_id)
                     self._record("annotations", ann_id, row, {**row, "label_id": target})
+            for found in self._conn.execute("SELECT * FROM pending_boxes WHERE label_id=?",
+                                            (label_id,)).fetchall():  # they follow the masks
+                box = dict(found)
+                self._record("pending_boxes", box["id"], box, None if masks == "delete" else
+                             {**box, "label_id": None if masks == "unlabel" else int(masks)})
             self._record("labels", label_id, before, None)
 
     # ------------------------------------------------------------- mask layers

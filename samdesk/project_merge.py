@@ -137,8 +137,8 @@ def _read_spare(spare: Path) -> tuple[list[Row], dict[int, Row], list[Row]]:
     with closing(sqlite3.connect(uri, uri=True)) as conn:
         conn.row_factory = sqlite3.Row
         store_checks.check_health(conn, spare)
-        store_checks.check_version(conn, spare, storage.SCHEMA_VERSION)
-        store_checks.check_columns(conn, spare, storage.TABLE_COLUMNS)
+        version = store_checks.check_version(conn, spare, storage.SCHEMA_VERSION)
+        store_checks.check_columns(conn, spare, storage.tables_at(version))
         columns = storage.TABLE_COLUMNS
         labels = [dict(r) for r in conn.execute(
             f"SELECT {', '.join(columns['labels'])} FROM labels ORDER BY id")]

@@ -37,7 +37,7 @@ from samdesk.store_location import (  # noqa: F401 - re-exported: where a store 
 )
 from samdesk.transaction import store_error
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The store layout this samdesk writes; :data:`MIGRATIONS` takes an older store up to it."""
 BUSY_TIMEOUT_MS = 750
 """How long a write waits for another program's lock on the store before it gives up
@@ -102,8 +102,25 @@ CREATE INDEX IF NOT EXISTS history_by_stack ON history(stack, seq, bytes);
 """
 """The undo and redo stacks (:mod:`samdesk.history`): one row per edit, newest ``seq`` on top."""
 
+PENDING_BOXES_TABLE = """
+CREATE TABLE IF NOT EXISTS pending_boxes (
+    id INTEGER PRIMARY KEY,
+    image_id INTEGER NOT NULL REFERENCES images(id),
+    label_id INTEGER REFERENCES labels(id),
+    x0 REAL NOT NULL,
+    y0 REAL NOT NULL,
+    x1 REAL NOT NULL,
+    y1 REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pending_boxes_by_image ON pending_boxes(image_id, id);
+"""
+"""Detection boxes waiting to become masks (:mod:`samdesk.project_boxes`): XYXY upright pixels."""
+
 MIGRATIONS: dict[int, str] = {
     2: HISTORY_TABLE,  # schema 1 -> 2: the undo history is kept in the store (issue 9.10)
+    3: PENDING_BOXES_TABLE,  # 2 -> 3: imported boxes wait for a segmenter (issue 12.3)
 }
 """SQL that takes a store from version ``v - 1`` to ``v``, for each ``v`` up to
 :data:`SCHEMA_VERSION`; each step runs in one transaction with its version bump.
@@ -116,7 +133,17 @@ TABLE_COLUMNS = {
     "labels": ("id", "name", "color", "hotkey"),
     "annotations": ("id", "image_id", "label_id", "height", "width", "counts", "z", "visible",
                     "locked", "score", "prompts", "created", "updated"),
+    "pending_boxes": ("id", "image_id", "label_id", "x0", "y0", "x1", "y1", "source",
+                      "created"),
 }
+TABLE_SINCE = {"pending_boxes": 3}
+"""The schema version that brought each table of :data:`TABLE_COLUMNS` newer than 1."""
+
+
+def tables_at(version: int) -> dict[str, tuple[str, ...]]:
+    """The tables (and their columns) a store at schema ``version`` has: an older store
+    opened read-only (so not migrated) lacks the newer ones, and is not refused for it."""
+    return {t: c for t, c in TABLE_COLUMNS.items() if TABLE_SINCE.get(t, 1) <= version}
 
 
 class ProjectLock:
@@ -199,9 +226,10 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
             conn = _connect_read_only(db_path)
         else:
             conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        version = SCHEMA_VERSION
         if not new:
             store_checks.check_health(conn, db_path)
-            store_checks.check_version(conn, db_path, SCHEMA_VERSION)
+            version = store_checks.check_version(conn, db_path, SCHEMA_VERSION)
         if not read_only:
             if not new:
                 use_wal(conn)
@@ -211,7 +239,8 @@ def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not read_only:
             _migrate(conn, db_path)
-        store_checks.check_columns(conn, db_path, TABLE_COLUMNS)
+            version = SCHEMA_VERSION
+        store_checks.check_columns(conn, db_path, tables_at(version))
         return conn
     except BaseException as exc:
         if conn is not None:
