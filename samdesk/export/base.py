@@ -76,6 +76,8 @@ class ExportSummary:
     skipped_images: list[tuple[str, str]] = field(default_factory=list)
     skipped_annotations: Counter[str] = field(default_factory=Counter)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Lines about the export as a whole (what its format cannot hold, and how much)."""
     cancelled: bool = False
 
     def lines(self) -> list[str]:
@@ -88,6 +90,7 @@ class ExportSummary:
         out += [f"skipped {count} masks: {reason}"
                 for reason, count in sorted(self.skipped_annotations.items())]
         out += [f"warning {display_path(path)}: {reason}" for path, reason in self.warnings]
+        out += [f"note: {note}" for note in self.notes]
         return out
 
 
