@@ -88,6 +88,7 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
                  for i, ids in project.unfitting_masks().items() if i in by_id]
     names = {label.id: label.name for label in project.labels()}
     counts = project.annotation_counts()
+    boxes = project.pending_box_counts()
     labels = {name: counts.get(label_id, 0) for label_id, name in names.items()}
     if counts.get(0):
         labels["(no label)"] = counts[0]
@@ -100,6 +101,8 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
         "changed": [shown(r.path) for r in project.images() if r.changed],
         "unfitting": unfitting,
         "errors": errors,
+        "pending_boxes": sum(boxes.values()),
+        "images_with_pending_boxes": len(boxes),
     }
 
 
@@ -141,6 +144,10 @@ def run_info(args: argparse.Namespace) -> int:
                   "deletes them, '--keep' keeps them")
     for error in info["errors"]:
         print(f"  cannot read {display_path(error['file'])}: {error['error']}")
+    if info["pending_boxes"]:
+        print(f"  pending boxes (no mask yet): {info['pending_boxes']} on "
+              f"{info['images_with_pending_boxes']} images; 'samdesk batch {args.folder} "
+              "--from-boxes' makes their masks")
     if "note" in info:
         print(f"  note: {info['note']}")
     return 0

@@ -12,11 +12,18 @@
   RLE (str counts). ``score`` or ``attributes.score`` becomes the layer's score.
 * A mask already on the image with the same label and pixels is not added
   again, so importing a file twice changes nothing.
+* A box-only annotation (``segmentation`` missing or ``[]``, as CVAT,
+  labelme2coco and Label Studio write detection boxes) becomes a pending box
+  on its image, with its label (:mod:`samdesk.project_boxes`), its ``bbox``
+  ``[x, y, width, height]`` taken as XYXY upright pixels; a segmenter turns it
+  into a mask later (``samdesk batch --from-boxes``, or the window). A box
+  already pending there, or already made into a mask, is not added again.
 
 Problems that concern part of the file (an image not in the project, a size
 that differs from the image's upright size, an annotation naming an unknown
-image or category, a bad polygon or RLE, an empty mask, a category whose
-name holds a control character) are listed in the summary and the rest is
+image or category, a bad polygon or RLE, an empty mask, a box-only
+annotation whose ``bbox`` is missing or has no area, a category whose name
+holds a control character) are listed in the summary and the rest is
 imported. A file that is not COCO as a whole raises FormatError before
 anything is written. When no image of the file is in the project,
 :attr:`ImportSummary.nothing_matched` says why (the names compared, an
@@ -42,6 +49,7 @@ from samdesk.export.coco_read import (
     segmentation_to_rle,
 )
 from samdesk.imagefiles import display_path
+from samdesk.project_boxes import Box, box_problem
 from samdesk.project_edits import PALETTE
 
 if TYPE_CHECKING:
@@ -65,6 +73,10 @@ class ImportSummary:
     images_matched: int = 0
     annotations_added: int = 0
     duplicates_skipped: int = 0
+    boxes_added: int = 0
+    """Box-only annotations added as pending boxes (no mask yet)."""
+    boxes_skipped: int = 0
+    """Box-only annotations already pending on their image, or already made into masks."""
     labels_created: list[str] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     nothing_matched: str | None = None
@@ -78,6 +90,13 @@ class ImportSummary:
             out.append(self.nothing_matched)
         if self.duplicates_skipped:
             out.append(f"{self.duplicates_skipped} masks were already there and were not added")
+        if self.boxes_added:
+            out.append(f"{self.boxes_added} box-only annotations added as pending boxes (no "
+                       "mask yet): 'samdesk batch FOLDER --from-boxes' or G in the window "
+                       "makes their masks")
+        if self.boxes_skipped:
+            out.append(f"{self.boxes_skipped} boxes were already there (pending or made into "
+                       "masks) and were not added")
         out += [printable(f"{item}: {reason}") for item, reason in self.problems[:MAX_LINES]]
         if len(self.problems) > MAX_LINES:
             out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
@@ -86,10 +105,13 @@ class ImportSummary:
 
 @dataclass(frozen=True)
 class _Planned:
+    """A mask to add (``rle``), or a pending box (``rle`` None, ``box`` XYXY pixels)."""
+
     image_id: int
     category_id: int
-    rle: RLE
+    rle: RLE | None
     score: float | None
+    box: Box | None = None
 
 
 class ImageMatcher:
@@ -214,8 +236,13 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
             of_unusable_category[ann.category_id] += 1
         elif ann.image_id not in sizes:
             not_imported[ann.image_id] += 1
-        elif ann.segmentation is None:
-            summary.problems.append((where, "no segmentation"))
+        elif _box_only(ann.segmentation):
+            image_id, height, width = sizes[ann.image_id]
+            box, problem = _coco_box(ann.bbox, width, height)
+            if box is None:
+                summary.problems.append((where, problem))
+            else:
+                planned.append(_Planned(image_id, ann.category_id, None, ann.score, box))
         else:
             image_id, height, width = sizes[ann.image_id]
             try:
@@ -281,6 +308,7 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
     categories = {c.id: c for c in coco.categories}
     label_ids: dict[str, int] = {}
     existing: dict[int, set[tuple[int | None, str]]] = {}
+    boxes: dict[int, list[tuple[Box, int]]] = defaultdict(list)
     start = len(coco.annotations)
     for done, plan in enumerate(planned, start=1):
         name = categories[plan.category_id].name
@@ -291,6 +319,11 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
                 label = project.add_label(name, color=color)
                 summary.labels_created.append(name)
             label_ids[name] = label.id
+        if plan.rle is None:
+            assert plan.box is not None
+            boxes[plan.image_id].append((plan.box, label_ids[name]))
+            report(start + done * start // len(planned))
+            continue
         if plan.image_id not in existing:
             existing[plan.image_id] = {(a.label_id, masks.normalize(a.rle)["counts"])
                                        for a in project.annotations(plan.image_id)}
@@ -303,7 +336,33 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
                                    prompts={"imported_from": summary.source.name})
             summary.annotations_added += 1
         report(start + done * start // len(planned))
+    for image_id, pairs in boxes.items():
+        added = project.add_pending_boxes(image_id, pairs, summary.source.name)
+        summary.boxes_added += len(added)
+        summary.boxes_skipped += len(pairs) - len(added)
     report(2 * start)
+
+
+def _box_only(segmentation: object) -> bool:
+    """True for an annotation that gives no outline: no ``segmentation``, ``[]`` or ``[[]]``."""
+    return segmentation is None or (isinstance(segmentation, list) and all(
+        isinstance(polygon, list) and not polygon for polygon in segmentation))
+
+
+def _coco_box(bbox: object, width: int, height: int) -> tuple[Box | None, str]:
+    """A COCO ``bbox`` ``[x, y, width, height]`` as XYXY pixels, or None and why not."""
+    if bbox is None:
+        return None, "no segmentation and no bbox"
+    if (not isinstance(bbox, list) or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+        return None, "no segmentation, and bbox is not four numbers [x, y, width, height]"
+    x, y, w, h = (float(v) for v in bbox)
+    box = (x, y, x + w, y + h)
+    problem = box_problem(box, width, height)
+    if problem is not None:
+        return None, f"no segmentation, and bbox [{x:g}, {y:g}, {w:g}, {h:g}]: " + \
+            problem.replace(f"box [{x:g}, {y:g}, {x + w:g}, {y + h:g}] ", "")
+    return box, ""
 
 
 def _free_color(project: Project) -> str:

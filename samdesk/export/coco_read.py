@@ -64,6 +64,7 @@ class CocoAnnotation:
     segmentation: Any  # checked later against the image size; None when absent
     score: float | None  # finite, or None
     problem: str | None = None  # "field: why" when this annotation cannot be imported
+    bbox: Any = None  # the file's "bbox" as it is ([x, y, width, height]), checked by the importer
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotat
         return CocoAnnotation(index, ann_id, image_id, category_id, None, None,
                               problem=f"{exc.field}: {exc.problem}")
     return CocoAnnotation(index, ann_id, image_id, category_id, segmentation,
-                          None if score is None else float(score))
+                          None if score is None else float(score), bbox=item.get("bbox"))
 
 
 def _check_segmentation(check: _Fields, value: Any, field: str) -> None:

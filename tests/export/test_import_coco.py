@@ -152,7 +152,9 @@ def test_problems_are_reported_and_the_rest_imported(fresh: Project, tmp_path: P
     assert problems["annotation 13"] == "image_id 99 is not in the images list"
     assert problems["annotation 14 (d.png)"] == "category_id 5 is not in categories"
     assert "mask size 25x20 is not the image size 12x10" in problems["annotation 15 (d.png)"]
-    assert problems["annotation 16 (d.png)"] == "no segmentation"
+    assert "annotation 16 (d.png)" not in problems  # box-only: a pending box now
+    [box] = fresh.pending_boxes(fresh.image_by_path("d.png").id)
+    assert box.box == (0.0, 0.0, 3.0, 3.0) and summary.boxes_added == 1
     assert problems["annotation 17 (d.png)"] == "empty mask, not imported"
     # b.png matched by its path tail; its one annotation imported
     assert summary.images_matched == 2 and summary.annotations_added == 1
