@@ -1,7 +1,7 @@
 """The GUI-side handle on the inference worker: :class:`InferenceClient`.
 
 It owns the worker's QThread, assigns request ids, puts requests on the shared
-:class:`~samdesk.inference.worker.requests.RequestQueue`, wakes the worker, and
+:class:`~samdesk.inference.worker.request_queue.RequestQueue`, wakes the worker, and
 re-emits only results that are still current (the latest id of their kind, on
 the image in focus), as napari's layer slicer and ndv's generation counter do.
 """
@@ -20,6 +20,7 @@ from samdesk.images import load_rgb
 from samdesk.inference.engines.base import Prompts
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
@@ -32,7 +33,6 @@ from samdesk.inference.worker.requests import (
     Predict,
     PredictResult,
     Progress,
-    RequestQueue,
     SetModel,
     prefetch_list,
 )

@@ -43,6 +43,7 @@ from samdesk.inference.engines.loading import load_model
 from samdesk.inference.models.registry import DETECTOR, get_spec
 from samdesk.inference.worker.answers import answer
 from samdesk.inference.worker.cache import EmbeddingCache, model_key
+from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
     CandidateMasks,
     DetectResult,
@@ -55,7 +56,6 @@ from samdesk.inference.worker.requests import (
     ModelLoaded,
     Predict,
     Progress,
-    RequestQueue,
     SetModel,
     UpsampleCandidate,
     describe,
@@ -208,21 +208,26 @@ class InferenceWorker(QObject):
         if found is None:
             self.embedding_state.emit(EmbeddingState(image.key, "computing", request_id))
             start = time.perf_counter()
-            embedding, paused = self._compute(self._decode(image), preempt)
+            embedding, paused = self._compute(image, preempt)
             seconds = time.perf_counter() - start - paused
             self._cache.put(self._segmenter_key, image.key, embedding)
             found = (embedding, "computed")
         self._last = (self._segmenter_key, image.key, found[0])
         return found[0], found[1], seconds
 
-    def _compute(self, rgb: np.ndarray, preempt: bool) -> tuple[Embedding, float]:
-        """Encode ``rgb``; the embedding and the seconds spent on other work meanwhile.
+    def _compute(self, image: ImageRef, preempt: bool) -> tuple[Embedding, float]:
+        """Encode ``image``; the embedding and the seconds spent on other work meanwhile.
 
         With ``preempt`` and an engine that has ``embed_steps``, ready
         predictions and detections run between its chunks; a closed queue
         stops the encode (:class:`_Stopped`). Other engines (GrabCut) encode
-        in one piece.
+        in one piece. An engine with ``embed_file`` (a server's) gets the
+        file and its content hash instead of decoded pixels.
         """
+        embed_file = getattr(self._segmenter, "embed_file", None)
+        if embed_file is not None:
+            return embed_file(image.path, image.key), 0.0
+        rgb = self._decode(image)
         steps = getattr(self._segmenter, "embed_steps", None)
         if not preempt or steps is None:
             return self._segmenter.embed(rgb), 0.0
@@ -290,9 +295,14 @@ class InferenceWorker(QObject):
         if self._detector is None:
             raise EngineError("model: no text detector is loaded; choose GroundingDINO first")
         embedding, _, _ = self._embedding(job.image, job.request_id)
-        found = self._detector.detect(
-            self._decode(job.image), job.text, job.box_threshold, job.text_threshold
-        )
+        detect_file = getattr(self._detector, "detect_file", None)
+        if detect_file is not None:  # a server's detector: the file, sent once
+            found = detect_file(job.image.path, job.image.key, job.text, job.box_threshold,
+                                job.text_threshold)
+        else:
+            found = self._detector.detect(
+                self._decode(job.image), job.text, job.box_threshold, job.text_threshold
+            )
         found = _on_image(found, embedding.image_size)
         prediction = None
         if len(found):

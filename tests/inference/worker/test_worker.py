@@ -24,6 +24,7 @@ from samdesk.inference.engines.grabcut import GrabCutEngine
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.worker.cache import EmbeddingCache
 from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
     EmbeddingState,
     Encode,
@@ -31,7 +32,6 @@ from samdesk.inference.worker.requests import (
     ImageRef,
     Predict,
     Prefetch,
-    RequestQueue,
     SetModel,
 )
 

@@ -25,6 +25,7 @@ from samdesk.inference.engines.base import Embedding, Point, Prompts
 from samdesk.inference.engines.steps import EmbedSteps, run_to_end
 from samdesk.inference.worker.cache import EmbeddingCache, model_key
 from samdesk.inference.worker.client import InferenceClient
+from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
     DetectSegment,
     Encode,
@@ -32,7 +33,6 @@ from samdesk.inference.worker.requests import (
     ImageRef,
     Predict,
     Prefetch,
-    RequestQueue,
     SetModel,
 )
 from tests.inference.worker.test_worker import scene
