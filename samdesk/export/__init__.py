@@ -23,6 +23,7 @@ from samdesk.export.base import (
 )
 from samdesk.export.coco import coco_path, export_coco_polygon, export_coco_rle
 from samdesk.export.coco_import import ImportSummary, import_coco
+from samdesk.export.labelme import export_labelme, export_labelme_polygon
 from samdesk.export.png import export_png_instance, export_png_semantic
 
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ FORMATS: dict[str, ExportFormat] = {
                      "16-bit PNG per image, pixel = instance index, JSON sidecar", True),
         ExportFormat("png-semantic", export_png_semantic,
                      "8-bit palette PNG per image, pixel = label id, labels.txt", True),
+        ExportFormat("labelme", export_labelme,
+                     "labelme JSON per image, masks as mask shapes (exact, holes kept)", True),
+        ExportFormat("labelme-polygon", export_labelme_polygon,
+                     "labelme JSON per image, masks as polygons (every part, holes filled)",
+                     True),
     )
 }
 

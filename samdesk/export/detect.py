@@ -70,13 +70,16 @@ def read_json(path: Path) -> Any:
 
 
 def json_files(folder: Path) -> Iterator[Path]:
-    """``*.json`` files under ``folder`` (sorted, depth first), skipping samdesk's own
-    folders and export folders (they hold :data:`EXPORT_MARKER`)."""
+    """``*.json`` files under ``folder`` (sorted, depth first), skipping hidden folders
+    (``.samdesk`` too) and, when ``folder`` is not an export itself, the export
+    folders in it (they hold :data:`EXPORT_MARKER`): a project folder's own
+    exports are not its annotations."""
+    inside_export = (folder / EXPORT_MARKER).exists()
     for root, dirs, files in os.walk(folder):
-        if EXPORT_MARKER in files:
+        if EXPORT_MARKER in files and not inside_export:
             dirs[:] = []
             continue
-        dirs[:] = sorted(d for d in dirs if d != ".samdesk" and not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if name.lower().endswith(".json") and not name.startswith("."):
                 yield Path(root) / name
