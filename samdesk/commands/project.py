@@ -1,4 +1,4 @@
-"""Headless project commands: ``info``, ``export`` and ``import-coco``."""
+"""Headless project commands: ``info``, ``export``, ``import`` and ``import-coco``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "images as changed")
     fit.set_defaults(func=run_unfitting)
 
-    imp = sub.add_parser("import-coco", help="add the masks of a COCO instances JSON")
+    from samdesk.export.detect import IMPORTERS
+
+    imp_any = sub.add_parser("import", help="add the masks and boxes of a dataset "
+                             f"({', '.join(IMPORTERS)}; recognised from the source)")
+    imp_any.add_argument("folder", type=Path)
+    imp_any.add_argument("source", type=Path, help="a dataset file or folder")
+    imp_any.add_argument("--format", choices=list(IMPORTERS), default=None,
+                         help="the source's format (default: recognised from it)")
+    imp_any.set_defaults(func=run_import_any)
+
+    imp = sub.add_parser("import-coco", help="add the masks of a COCO instances JSON "
+                         "(the same as: import FOLDER FILE --format coco)")
     imp.add_argument("folder", type=Path)
     imp.add_argument("coco_json", type=Path)
     imp.set_defaults(func=run_import)
@@ -180,6 +191,24 @@ def run_unfitting(args: argparse.Namespace) -> int:
             print(f"kept the masks of {len(unfitting)} images")
         elif not unfitting:
             print("every mask fits its image")
+    return 0
+
+
+def run_import_any(args: argparse.Namespace) -> int:
+    """``samdesk import FOLDER SOURCE [--format NAME]``: one line per problem, non-zero
+    (and nothing written) when no image of the source is in the project."""
+    from samdesk.export.detect import import_source, recognise
+
+    fmt = args.format or recognise(args.source)  # before the project is opened or made
+    with Project.open(args.folder) as project:
+        _, summary = import_source(project, args.source, fmt, progress=Progress("import"))
+    if summary.nothing_matched is not None:
+        from samdesk.errors import CliError
+
+        raise CliError(summary.nothing_matched)  # nothing was written
+    print(f"import ({fmt}): " + summary.lines()[0])
+    for line in summary.lines()[1:]:
+        print(line)
     return 0
 
 
