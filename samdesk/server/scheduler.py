@@ -15,7 +15,9 @@ API (blocking calls, made from any thread, e.g. FastAPI's worker threads):
   ``proposal.scores`` / ``.logits`` are ``(objects, candidates[, 256, 256])``;
   ``proposal.mask(obj, cand)`` upsamples one candidate (on the caller's
   thread); ``proposal.prediction()`` all of them. GrabCut's ``predict`` is
-  wrapped to the same shape (:class:`Decoded`).
+  wrapped to the same shape (:class:`Decoded`). ``predict_many(model_name,
+  image_id, [prompts...], [mask_input...], multimask, scope) -> [Proposal...]``
+  decodes several objects in one job.
 - ``detect(model_name, rgb, text, box_threshold, text_threshold) -> Detections``.
 - ``submit(model_name, fn, kind="decode"|"encode") -> Future``: run
   ``fn(engine)`` on the scheduler thread; a generator returned by an encode's
@@ -210,14 +212,27 @@ class Scheduler:
                 mask_input: np.ndarray | None = None, multimask: bool = True,
                 scope: str = "") -> Any:
         """Decode ``prompts`` on the cached embedding of ``image_id`` (see the module doc)."""
+        return self.predict_many(model_name, image_id, [prompts], [mask_input], multimask,
+                                 scope)[0]
+
+    def predict_many(self, model_name: str, image_id: str, objects: list[Prompts],
+                     mask_inputs: list[np.ndarray | None] | None = None,
+                     multimask: bool = True, scope: str = "") -> list[Any]:
+        """:meth:`predict` for several prompts on one image, in one decode job."""
         embedding = self.lookup(model_name, image_id, scope)
         if embedding is None:
             raise UnknownImage(image_id)
+        inputs = mask_inputs or [None] * len(objects)
 
-        def decode(engine: Any) -> Any:
-            if hasattr(engine, "propose"):
-                return engine.propose(embedding, prompts, mask_input, multimask)
-            return Decoded(engine.predict(embedding, prompts, mask_input, multimask))
+        def decode(engine: Any) -> list[Any]:
+            out = []
+            for prompts, mask_input in zip(objects, inputs, strict=True):
+                if hasattr(engine, "propose"):
+                    out.append(engine.propose(embedding, prompts, mask_input, multimask))
+                else:
+                    out.append(Decoded(engine.predict(embedding, prompts, mask_input,
+                                                      multimask)))
+            return out
 
         return self.wait(self.submit(model_name, decode, "decode"))
 
