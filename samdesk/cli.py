@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "samdesk.commands.models",
     "samdesk.commands.segment",
     "samdesk.commands.batch",
+    "samdesk.commands.serve",
 )
 
 
