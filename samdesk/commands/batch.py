@@ -1,4 +1,5 @@
-"""``samdesk batch``: label a whole project from a phrase with GroundingDINO + a mask model.
+"""``samdesk batch``: label a whole project from a phrase with GroundingDINO + a mask model,
+or (``--from-boxes``, :mod:`samdesk.commands.batch_boxes`) make a mask of every pending box.
 
 Resumable: each image is one transaction that adds its masks and notes the
 image as done for this run's signature (phrase, thresholds, models), so an
@@ -20,9 +21,13 @@ from samdesk.commands.segment import UsageError, _add_model_args, default_segmen
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("batch", help="label every image of a project from a phrase")
+    parser = sub.add_parser("batch", help="label every image of a project from a phrase, "
+                            "or make a mask of every pending box")
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--text", required=True, help='objects to find, e.g. "car . person"')
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", help='objects to find, e.g. "car . person"')
+    what.add_argument("--from-boxes", action="store_true",
+                      help="turn every pending box (imported without a mask) into a mask")
     parser.add_argument("--threshold", type=float, default=0.3, help="box threshold")
     parser.add_argument("--text-threshold", type=float, default=0.25)
     parser.add_argument("--detector", help="GroundingDINO model name")
@@ -45,16 +50,23 @@ def run_batch(args: argparse.Namespace) -> int:
     from samdesk.annotations import ImageStatus
     from samdesk.commands.progress import Progress, Steps
     from samdesk.errors import ImageReadError
-    from samdesk.inference.engines import loading
+    from samdesk.inference.engines import loading, packages
     from samdesk.inference.engines.text import segment_text
-    from samdesk.inference.models import checkpoints
+    from samdesk.inference.models import checkpoints, registry
     from samdesk.project import Project
 
+    if args.from_boxes:
+        if args.checkpoint is not None and args.model is None:
+            raise UsageError("--checkpoint needs --model to say which architecture it is")
+        from samdesk.commands.batch_boxes import run_from_boxes
+
+        return run_from_boxes(args)
     if not args.text.strip():
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
     model = args.model or default_segmenter()
+    packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
     if args.detector_checkpoint is not None:
         detector_name, detector_path = (args.detector or checkpoints.DEFAULT_DETECTOR,
                                         args.detector_checkpoint)
