@@ -18,7 +18,7 @@ step.
   labelme counts them. Rectangles become pending boxes with their label.
   Point and line shapes are skipped and counted.
 * **Labels** by name: an existing label is reused, a new name becomes a
-  new label.
+  new label (in the order the files name them).
 * A mask already on the image with the same label and pixels, or a box
   already pending there, is not added again: importing twice changes
   nothing.
@@ -86,6 +86,7 @@ class _FilePlan:
     source: str
     masks: list[tuple[str, RLE]] = field(default_factory=list)
     boxes: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # in the order the file names them
 
 
 def labelme_files(source: Path) -> list[Path]:
@@ -201,6 +202,8 @@ def _plan_file(project: Project, matcher: ImageMatcher, path: Path, item: str,
             summary.problems.append((f"{item}: shapes[{index}] ({shape_kind(shape)}{named})",
                                      str(exc)))
             continue
+        if read.label not in plan.labels:
+            plan.labels.append(read.label)
         if read.box is not None:
             plan.boxes.append((read.label, read.box))
             continue
@@ -273,6 +276,8 @@ def _apply(project: Project, plans: list[_FilePlan], summary: LabelmeImportSumma
     existing: dict[int, set[tuple[int | None, str]]] = {}
     for plan in plans:
         image_id = plan.image.id
+        for name in plan.labels:  # new labels get ids in the file's order
+            label_id(name)
         if image_id not in existing:
             existing[image_id] = {(a.label_id, masks.normalize(a.rle)["counts"])
                                   for a in project.annotations(image_id)}
