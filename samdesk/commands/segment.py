@@ -219,13 +219,15 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def _load_detector(args: argparse.Namespace, steps: Steps) -> Any:
-    from samdesk.inference.engines import loading
-    from samdesk.inference.models import checkpoints
+    from samdesk.inference.engines import loading, packages
+    from samdesk.inference.models import checkpoints, registry
 
     if args.points or args.negative or args.box:
         raise UsageError("--text cannot be combined with --points, --negative or --box")
     if not args.text.strip():
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
+    # the text extra missing is said before a missing checkpoint (no 700 MB fetch first)
+    packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
     if args.detector_checkpoint is not None:
         name, path = args.detector or checkpoints.DEFAULT_DETECTOR, args.detector_checkpoint
     else:

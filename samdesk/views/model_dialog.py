@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from samdesk.inference.engines import packages
 from samdesk.inference.engines.base import EngineError
 from samdesk.inference.models import checkpoints, paths, registry
 from samdesk.inference.models.checkpoints import _CHECKPOINT_MAGIC
@@ -58,10 +59,11 @@ class ModelChoice:
 
 
 def available(name: str) -> bool:
-    """Whether model ``name`` can be loaded now (installed, or needs no file)."""
+    """Whether model ``name`` can be loaded now: its packages are installed (the text
+    extra for GroundingDINO) and so is its checkpoint, if it needs one."""
     spec = registry.MODELS.get(name)
-    return spec is not None and (not spec.needs_checkpoint
-                                 or checkpoints.installed(name) is not None)
+    return spec is not None and packages.missing(spec.family) is None and (
+        not spec.needs_checkpoint or checkpoints.installed(name) is not None)
 
 
 def load_choice(settings: QSettings) -> ModelChoice:
@@ -200,7 +202,12 @@ class ModelDialog(QDialog):
             path = checkpoints.installed(spec.name) if spec.needs_checkpoint else None
             where = ("built in" if not spec.needs_checkpoint
                      else str(path) if path else "not installed")
+            missing = packages.missing(spec.family)
+            if missing is not None:  # fetching works, choosing it needs the extra first
+                where = f"{where}; needs pip install samdesk[text]"
             item = QTreeWidgetItem([spec.title, spec.kind, where])
+            if missing is not None:
+                item.setToolTip(2, missing)
             item.setData(0, NAME_ROLE, spec.name)
             self.tree.addTopLevelItem(item)
             if spec.name == selected:

@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from samdesk.inference.engines import packages
+
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 HINT = "Type what to find; separate names with '.'"
@@ -70,7 +72,9 @@ class TextPanel(QDockWidget):
         self.text_threshold = _threshold(DEFAULT_TEXT_THRESHOLD)
         self.run_button = QPushButton("Find")
         self.results = QListWidget()
-        self.state = QLabel(HINT)
+        # without the text extra the panel says so before anything is typed
+        self.hint = packages.missing("groundingdino") or HINT
+        self.state = QLabel(self.hint)
         self.state.setWordWrap(True)
         self.accept_all = QPushButton("Accept all")
         self.accept_ticked = QPushButton("Accept ticked")
@@ -112,8 +116,9 @@ class TextPanel(QDockWidget):
         self.accept_ticked.setEnabled(bool(found))
 
     def set_state(self, text: str | None = None) -> None:
-        """One line under Find: the outcome of the last search (``None``: the hint)."""
-        self.state.setText(text or HINT)
+        """One line under Find: the outcome of the last search (``None``: the hint, or
+        the line saying the text detector is not installed)."""
+        self.state.setText(text or self.hint)
 
     def ticked(self) -> list[int]:
         return [i for i in range(self.results.count())

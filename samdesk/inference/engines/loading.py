@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from samdesk.inference.engines import packages
 from samdesk.inference.models.checkpoints import resolve_checkpoint
 from samdesk.inference.models.registry import get_spec
 
@@ -32,10 +33,12 @@ def load_model(name: str, checkpoint: Path | None = None, device: str = "cpu") -
 
     With ``checkpoint`` None, a model that needs one uses its installed file
     (see :mod:`samdesk.inference.models.checkpoints`); a model that is not installed
-    raises :class:`EngineError` naming the command that installs it. Nothing
-    is ever downloaded here.
+    raises :class:`EngineError` naming the command that installs it, after a
+    family whose optional packages are missing has said which (the text
+    detector: ``pip install samdesk[text]``). Nothing is ever downloaded here.
     """
     spec = get_spec(name)
+    packages.require(spec.family)
     if checkpoint is None and spec.needs_checkpoint:
         checkpoint = resolve_checkpoint(spec)
     module_name, func_name = FAMILY_LOADERS[spec.family].split(":")

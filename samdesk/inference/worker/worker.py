@@ -38,6 +38,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from samdesk.errors import SamdeskError
 from samdesk.images import load_rgb
+from samdesk.inference.engines import packages
 from samdesk.inference.engines.base import Detections, Embedding, EngineError, Prompts
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.models.registry import DETECTOR, get_spec
@@ -293,7 +294,8 @@ class InferenceWorker(QObject):
 
     def _detect(self, job: DetectSegment) -> None:
         if self._detector is None:
-            raise EngineError("model: no text detector is loaded; choose GroundingDINO first")
+            raise EngineError(packages.missing("groundingdino") or
+                              "model: no text detector is loaded; choose GroundingDINO first")
         embedding, _, _ = self._embedding(job.image, job.request_id)
         detect_file = getattr(self._detector, "detect_file", None)
         if detect_file is not None:  # a server's detector: the file, sent once
