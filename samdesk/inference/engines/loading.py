@@ -24,6 +24,7 @@ FAMILY_LOADERS: dict[str, str] = {
     "sam": "samdesk.inference.engines.sam:load",
     "sam2": "samdesk.inference.engines.sam2:load",
     "groundingdino": "samdesk.inference.engines.groundingdino:load",
+    "remote": "samdesk.inference.engines.remote:load",  # server:URL#MODEL names
 }
 
 

@@ -177,8 +177,39 @@ FAMILIES_NEEDING_BERT = frozenset({"groundingdino"})
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _BUILTIN}
 
+REMOTE_PREFIX = "server:"
+"""A model served by ``samdesk serve`` is named ``server:URL#MODEL``."""
+
+
+def remote_name(url: str, model: str) -> str:
+    """The name of ``model`` on the server at ``url``: ``server:URL#MODEL``."""
+    return f"{REMOTE_PREFIX}{url.rstrip('/')}#{model}"
+
+
+def parse_remote_name(name: str) -> tuple[str, str]:
+    """``(url, model)`` of a ``server:URL#MODEL`` name; a clear error for a malformed one."""
+    url, _, model = name[len(REMOTE_PREFIX):].rpartition("#")
+    if not name.startswith(REMOTE_PREFIX) or not model or not url.startswith(
+            ("http://", "https://")):
+        raise EngineError(f"model {name!r}: a server's model is named server:URL#MODEL, "
+                          "e.g. server:http://127.0.0.1:9001#sam_vit_b")
+    return url.rstrip("/"), model
+
+
+def _remote_spec(name: str) -> ModelSpec:
+    """The spec of a server's model: the family ``remote``, the kind of the model it names
+    (a name this registry does not know is taken for a segmenter)."""
+    url, model = parse_remote_name(name)
+    inner = MODELS.get(model)
+    kind = inner.kind if inner is not None else SEGMENTER
+    title = f"{inner.title if inner is not None else model} on {url}"
+    return ModelSpec(name, "remote", kind, title, config=model)
+
+
 def get_spec(name: str) -> ModelSpec:
-    """The spec for ``name``, or an error listing the known names."""
+    """The spec for ``name`` (``server:URL#MODEL`` too), or an error listing the known names."""
+    if name.startswith(REMOTE_PREFIX):
+        return _remote_spec(name)
     try:
         return MODELS[name]
     except KeyError:
