@@ -17,11 +17,12 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from samdesk.images import load_rgb
-from samdesk.inference.engines.base import Prompts
+from samdesk.inference.engines.base import Box, Prompts
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.worker.cache import EmbeddingCache
 from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
+    BoxMasks,
     CandidateMasks,
     DetectResult,
     DetectSegment,
@@ -33,6 +34,7 @@ from samdesk.inference.worker.requests import (
     Predict,
     PredictResult,
     Progress,
+    SegmentBoxes,
     SetModel,
     prefetch_list,
 )
@@ -52,6 +54,7 @@ class InferenceClient(QObject):
     predicted = Signal(object)  # PredictResult
     candidates = Signal(object)  # CandidateMasks of the latest PredictResult
     detected = Signal(object)  # DetectResult
+    box_masks = Signal(object)  # BoxMasks, for every SegmentBoxes still wanted (any image)
     embedding_state = Signal(object)  # EmbeddingState (the image in focus only)
     progress = Signal(object)  # Progress
     failed = Signal(object)  # Failure
@@ -71,6 +74,7 @@ class InferenceClient(QObject):
         self._queue = RequestQueue()
         self._ids = itertools.count(1)
         self._latest: dict[str, int] = {}
+        self._box_requests: set[int] = set()  # SegmentBoxes not answered yet (never stale)
         self._focused: ImageRef | None = None
         self._thread: QThread | None = None
         self._worker: InferenceWorker | None = None
@@ -94,6 +98,7 @@ class InferenceClient(QObject):
         worker.predicted.connect(self._on_predicted)
         worker.candidates.connect(self._on_candidates)
         worker.detected.connect(self._on_detected)
+        worker.box_masks.connect(self._on_box_masks)
         worker.embedding_state.connect(self._on_embedding_state)
         worker.progress.connect(self._on_progress)
         worker.failed.connect(self._on_failed)
@@ -107,6 +112,7 @@ class InferenceClient(QObject):
     def stop(self) -> None:
         """Drop pending work, let the running job finish, and end the thread."""
         self._queue.close()
+        self._box_requests.clear()
         thread, self._thread, self._worker = self._thread, None, None
         if thread is not None:
             thread.quit()
@@ -181,6 +187,19 @@ class InferenceClient(QObject):
         )
         return self._submit("detect", request)
 
+    def segment_boxes(self, image: ImageRef, boxes: Iterable[Box]) -> int:
+        """A mask for each box (XYXY upright pixels) on ``image``, on one embedding.
+
+        Unlike predictions these are never superseded nor dropped on another
+        focus: each is answered by :attr:`box_masks` (or :attr:`failed`).
+        """
+        request = SegmentBoxes(next(self._ids), image, tuple(
+            (float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes))
+        self._box_requests.add(request.request_id)
+        self._queue.put(request)
+        self._wake.emit()
+        return request.request_id
+
     def prefetch(self, images: Iterable[ImageRef]) -> int:
         """Encode ``images`` while idle (replaces the previous list)."""
         return self._submit("prefetch", prefetch_list(images, next(self._ids)))
@@ -190,6 +209,7 @@ class InferenceClient(QObject):
         for kind, latest in list(self._latest.items()):
             if latest == request_id:
                 del self._latest[kind]
+        self._box_requests.discard(request_id)
         return self._queue.cancel(request_id)
 
     def _submit(self, kind: str, request: Any) -> int:
@@ -226,6 +246,12 @@ class InferenceClient(QObject):
             self.detected.emit(result)
 
     @Slot(object)
+    def _on_box_masks(self, result: BoxMasks) -> None:
+        if self._thread is not None and result.request_id in self._box_requests:
+            self._box_requests.discard(result.request_id)
+            self.box_masks.emit(result)
+
+    @Slot(object)
     def _on_embedding_state(self, state: EmbeddingState) -> None:
         if self._thread is not None and self._focused is not None:
             if state.image_key == self._focused.key:
@@ -238,5 +264,10 @@ class InferenceClient(QObject):
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
-        if self._thread is not None and failure.request_id in self._latest.values():
+        if self._thread is None:
+            return
+        if failure.request_id in self._box_requests:
+            self._box_requests.discard(failure.request_id)
+            self.failed.emit(failure)
+        elif failure.request_id in self._latest.values():
             self.failed.emit(failure)

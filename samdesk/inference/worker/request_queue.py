@@ -11,7 +11,9 @@ thread share (the requests and jobs it holds are in
 5. upsampling the candidates of the latest prediction that the window does
    not show yet (:class:`UpsampleCandidate`, one candidate a job), so Tab
    finds them ready;
-6. when nothing else is left and no prediction, detection or focus came for
+6. making masks from pending boxes (:class:`SegmentBoxes`), oldest first:
+   never superseded, and kept when the person moves to another image;
+7. when nothing else is left and no prediction, detection or focus came for
    :attr:`RequestQueue.prefetch_settle_s`, encoding the next prefetch image
    (a cache hit when it is encoded already).
 
@@ -44,6 +46,7 @@ from samdesk.inference.worker.requests import (
     Predict,
     Prefetch,
     Request,
+    SegmentBoxes,
     SetModel,
     UpsampleCandidate,
 )
@@ -69,6 +72,7 @@ class RequestQueue:
         self._decodes: dict[tuple[type, str], Predict | DetectSegment] = {}
         self._prefetch: _Prefetching | None = None
         self._candidates: deque[UpsampleCandidate] = deque()
+        self._boxes: deque[SegmentBoxes] = deque()
         self._newest = 0  # id of the latest prediction, detection or focus
         self._closed = False
         self._interactive_at = float("-inf")  # time.monotonic() of the latest such put
@@ -87,6 +91,9 @@ class RequestQueue:
             if isinstance(request, FocusImage):
                 self._interactive_at = time.monotonic()
                 return self._refocus(request)
+            if isinstance(request, SegmentBoxes):
+                self._boxes.append(request)
+                return []
             if isinstance(request, Prefetch):
                 old = self._prefetch
                 self._prefetch = _Prefetching(request, deque(request.images))
@@ -129,6 +136,8 @@ class RequestQueue:
                 return Encode(waiting[0].image, waiting[0].request_id, "predict")
             if self._candidates:
                 return self._candidates.popleft()
+            if self._boxes:
+                return self._boxes.popleft()
             return self._next_prefetch()
 
     def take_ready(self, ready: Callable[[str], bool]) -> Job | None:
@@ -205,6 +214,8 @@ class RequestQueue:
             if self._prefetch is not None:
                 self._prefetch.left = deque(i for i in self._prefetch.left if i.key != image_key)
             self._candidates = deque(j for j in self._candidates if j.image.key != image_key)
+            gone += [j.request_id for j in self._boxes if j.image.key == image_key]
+            self._boxes = deque(j for j in self._boxes if j.image.key != image_key)
             return gone
 
     def cancel(self, request_id: int) -> bool:
@@ -219,6 +230,9 @@ class RequestQueue:
                 return was_pending
             if any(job.request_id == request_id for job in self._candidates):
                 self._candidates.clear()
+                return True
+            if any(job.request_id == request_id for job in self._boxes):
+                self._boxes = deque(j for j in self._boxes if j.request_id != request_id)
                 return True
             if self._prefetch is not None and self._prefetch.request.request_id == request_id:
                 was_pending = bool(self._prefetch.left)
@@ -247,4 +261,5 @@ class RequestQueue:
             if self._prefetch is not None and self._prefetch.left:
                 ids.append(self._prefetch.request.request_id)
             ids += {job.request_id for job in self._candidates}
+            ids += [job.request_id for job in self._boxes]
             return sorted(ids)

@@ -19,9 +19,10 @@ import numpy as np
 
 from samdesk.errors import SamdeskError
 from samdesk.imagefiles import content_hash
-from samdesk.inference.engines.base import Prompts
+from samdesk.inference.engines.base import Box, Prompts
 from samdesk.inference.models.registry import MODELS, SEGMENTER
 from samdesk.inference.worker.results import (
+    BoxMasks,
     CandidateKey,
     CandidateMasks,
     DetectResult,
@@ -40,6 +41,7 @@ __all__ = [  # the results are defined in samdesk.inference.worker.results, re-e
     "Predict",
     "DetectSegment",
     "Prefetch",
+    "SegmentBoxes",
     "Request",
     "Encode",
     "UpsampleCandidate",
@@ -47,6 +49,7 @@ __all__ = [  # the results are defined in samdesk.inference.worker.results, re-e
     "prefetch_list",
     "describe",
     "one_line",
+    "BoxMasks",
     "CandidateKey",
     "CandidateMasks",
     "DetectResult",
@@ -149,7 +152,18 @@ class Prefetch:
     images: tuple[ImageRef, ...] = ()
 
 
-Request = SetModel | FocusImage | Predict | DetectSegment | Prefetch
+@dataclass(frozen=True)
+class SegmentBoxes:
+    """A mask for each of ``boxes`` (XYXY upright image pixels) on ``image``, in one
+    embedding: the window's pending boxes made into masks. Never superseded nor
+    dropped when the person moves to another image; answered by :class:`BoxMasks`."""
+
+    request_id: int
+    image: ImageRef
+    boxes: tuple[Box, ...]
+
+
+Request = SetModel | FocusImage | Predict | DetectSegment | Prefetch | SegmentBoxes
 
 
 @dataclass(frozen=True)
@@ -186,7 +200,7 @@ class UpsampleCandidate:
     shown: bool = False
 
 
-Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate
+Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate | SegmentBoxes
 
 
 def prefetch_list(images: Iterable[ImageRef], request_id: int) -> Prefetch:
@@ -202,7 +216,8 @@ def describe(job: Job) -> str:
     if isinstance(job, SetModel):
         return f"loading {job.name}" + (f" from {job.checkpoint}" if job.checkpoint else "")
     verb = {Encode: "encoding", Predict: "segmenting", DetectSegment: "detecting on",
-            UpsampleCandidate: "upsampling a candidate mask of"}[type(job)]
+            UpsampleCandidate: "upsampling a candidate mask of",
+            SegmentBoxes: "making masks from the boxes of"}[type(job)]
     return f"{verb} {job.image.path.name}"
 
 

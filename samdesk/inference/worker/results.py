@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from samdesk.annotations import RLE
 from samdesk.inference.engines.base import Detections, Prediction, Prompts
 
 
@@ -149,6 +150,21 @@ class DetectResult:
     text: str
     detections: Detections
     prediction: Prediction | None
+
+
+@dataclass(frozen=True)
+class BoxMasks:
+    """The masks for the boxes of one :class:`~samdesk.inference.worker.requests.SegmentBoxes`.
+
+    ``masks``: one COCO RLE per box, in the request's order, in upright image
+    pixels and clipped to its box; None where nothing inside the box was found.
+    ``scores``: the engine's estimate for each.
+    """
+
+    request_id: int
+    image_key: str
+    masks: tuple[RLE | None, ...]
+    scores: tuple[float, ...]
 
 
 EmbeddingStatus = Literal["queued", "computing", "ready", "failed"]

@@ -36,16 +36,19 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from samdesk import masks
 from samdesk.errors import SamdeskError
 from samdesk.images import load_rgb
 from samdesk.inference.engines import packages
 from samdesk.inference.engines.base import Detections, Embedding, EngineError, Prompts
+from samdesk.inference.engines.boxes import segment_boxes
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.models.registry import DETECTOR, get_spec
 from samdesk.inference.worker.answers import answer
 from samdesk.inference.worker.cache import EmbeddingCache, model_key
 from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
+    BoxMasks,
     CandidateMasks,
     DetectResult,
     DetectSegment,
@@ -57,11 +60,13 @@ from samdesk.inference.worker.requests import (
     ModelLoaded,
     Predict,
     Progress,
+    SegmentBoxes,
     SetModel,
     UpsampleCandidate,
     describe,
     one_line,
 )
+from samdesk.project_boxes import mask_in_box
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,7 @@ class InferenceWorker(QObject):
     predicted = Signal(object)  # PredictResult
     candidates = Signal(object)  # CandidateMasks
     detected = Signal(object)  # DetectResult
+    box_masks = Signal(object)  # BoxMasks
     embedding_state = Signal(object)  # EmbeddingState
     progress = Signal(object)  # Progress
     failed = Signal(object)  # Failure
@@ -164,6 +170,8 @@ class InferenceWorker(QObject):
                 self._predict(job)
             elif isinstance(job, UpsampleCandidate):
                 self._upsample(job)
+            elif isinstance(job, SegmentBoxes):
+                self._segment_boxes(job)
             else:
                 self._detect(job)
         except _Stopped:
@@ -291,6 +299,20 @@ class InferenceWorker(QObject):
         mask = job.proposal.mask(job.obj, job.candidate)
         key = (job.obj, job.candidate)
         self.candidates.emit(CandidateMasks(job.request_id, job.image.key, {key: mask}))
+
+    def _segment_boxes(self, job: SegmentBoxes) -> None:
+        """One mask per box on one embedding, as RLE clipped to its box (None: empty).
+
+        The image is encoded here when it is not yet (ready clicks are
+        answered between the encoder's chunks, as for any encode)."""
+        embedding, _, _ = self._embedding(job.image, job.request_id, not self._nested)
+        found = segment_boxes(self._segmenter, embedding, job.boxes)
+        rles = []
+        for box, got in zip(job.boxes, found, strict=True):
+            rle = mask_in_box(masks.encode(got.mask), box)
+            rles.append(None if masks.is_empty(rle) else rle)
+        self.box_masks.emit(BoxMasks(job.request_id, job.image.key, tuple(rles),
+                                     tuple(got.score for got in found)))
 
     def _detect(self, job: DetectSegment) -> None:
         if self._detector is None:
