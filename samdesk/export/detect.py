@@ -127,12 +127,41 @@ def _run_labelme(project: Project, source: Path, progress: Progress | None) -> I
     return import_labelme(project, source, progress=progress)
 
 
+def is_yolo(source: Path) -> bool:
+    from samdesk.export.yolo_import import is_yolo as recognised
+
+    return recognised(source)
+
+
+def _run_yolo(project: Project, source: Path, progress: Progress | None) -> ImportReport:
+    from samdesk.export.yolo_import import import_yolo
+
+    return import_yolo(project, source, progress=progress)
+
+
+def is_png(source: Path) -> bool:
+    from samdesk.export.png_read import is_png_masks
+
+    return is_png_masks(source)
+
+
+def _run_png(project: Project, source: Path, progress: Progress | None) -> ImportReport:
+    from samdesk.export.png_import import import_png
+
+    return import_png(project, source, progress=progress)
+
+
 IMPORTERS: dict[str, ImportFormat] = {
     fmt.name: fmt
     for fmt in (
         ImportFormat("coco", is_coco, _run_coco, "a .json with images and annotations"),
         ImportFormat("labelme", is_labelme, _run_labelme,
                      "a .json with shapes, or a folder of them"),
+        ImportFormat("yolo", is_yolo, _run_yolo,
+                     "a data.yaml, or a folder with one or with labels/*.txt"),
+        ImportFormat("png", is_png, _run_png,
+                     "a folder of one-channel mask PNGs (samdesk png-instance or "
+                     "png-semantic, VOC SegmentationClass/SegmentationObject)"),
     )
 }
 """Every importer, in the order they are tried on a source."""
