@@ -16,6 +16,10 @@ pixel mode on disk, callers get ``(H, W, 3)`` ``uint8`` RGB:
 A file that cannot be decoded raises :class:`~samdesk.errors.ImageReadError`
 with a short reason ("truncated file", "empty file", "not an image", ...);
 nothing here switches on Pillow's ``LOAD_TRUNCATED_IMAGES``.
+
+This module opens and decodes (pixel limit, memory check, orientation, size);
+the pixel modes are converted in :mod:`samdesk.image_modes`, and decoded
+images are kept in memory by :class:`samdesk.image_store.ImageStore`.
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from samdesk.errors import ImageReadError
+from samdesk.image_modes import to_8bit, to_array
 from samdesk.imagefiles import (
     IMAGE_EXTENSIONS,
     content_hash,
@@ -44,7 +47,6 @@ from samdesk.imagefiles import (
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
-    "ImageStore",
     "content_hash",
     "is_image_name",
     "list_images",
@@ -69,7 +71,6 @@ _UPRIGHT = {
     7: _T.TRANSVERSE,
     8: _T.ROTATE_90,
 }
-_STRIP_BYTES = 32 << 20  # pixels are copied into numpy this many bytes at a time
 
 _limit_lock = threading.Lock()
 _limit_users = 0
@@ -240,69 +241,6 @@ def _orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _stretch(values: np.ndarray) -> np.ndarray:
-    """Map finite ``values`` linearly from their min..max onto 0..255 uint8."""
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, np.uint8)
-    low = float(values[finite].min())
-    high = float(values[finite].max())
-    span = high - low if high > low else 1.0
-    scaled = (np.where(finite, values, low) - low) * (255.0 / span)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """The decoded ``image`` as mode ``L`` or ``RGB`` (see the module docstring)."""
-    mode = image.mode
-    if mode in ("L", "RGB"):
-        return image
-    if mode in ("1", "LA", "La"):
-        return image.convert("L")
-    if mode in ("P", "PA") and "transparency" in image.info:
-        return image.convert("RGBA").convert("RGB")
-    if mode.startswith("I;16"):
-        return Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
-    if mode == "I":
-        values = np.asarray(image)
-        if values.size and values.min() >= 0 and values.max() <= 0xFFFF:
-            return Image.fromarray((values >> 8).astype(np.uint8))
-        return Image.fromarray(_stretch(values))
-    if mode == "F":
-        values = np.asarray(image)
-        finite = values[np.isfinite(values)]
-        if finite.size and finite.min() >= 0 and finite.max() <= 255:
-            gain = 255.0 if finite.max() <= 1 else 1.0
-            scaled = np.where(np.isfinite(values), values, 0) * gain
-            return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
-        return Image.fromarray(_stretch(values))
-    try:
-        return image.convert("RGB")
-    except ValueError:
-        raise ValueError(f"unsupported pixel mode {mode}") from None
-
-
-def _to_array(image: Image.Image) -> np.ndarray:
-    """Copy an ``L`` or ``RGB`` image into a new writable ``(H, W, 3)`` uint8 array.
-
-    Large images are copied in strips so that no second full-size buffer is
-    made on the way (``np.asarray`` would first copy the whole image to bytes).
-    """
-    width, height = image.size
-    out = np.empty((height, width, 3), np.uint8)
-    rows = max(1, _STRIP_BYTES // (4 * width))
-    for top in range(0, height, rows):
-        bottom = min(height, top + rows)
-        strip = image if rows >= height else image.crop((0, top, width, bottom))
-        pixels = np.asarray(strip)
-        if pixels.ndim == 3:
-            out[top:bottom] = pixels
-        else:  # one channel at a time: a stride-0 broadcast copy is several times slower
-            for channel in range(3):
-                out[top:bottom, :, channel] = pixels
-    return out
-
-
 def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
     """Decode ``path`` upright, at most ``max_side`` pixels on its longer side."""
     with _reading(path), _open(path) as image:
@@ -322,7 +260,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
         except MemoryError:
             needed = _decode_bytes(image, target)
             raise ImageReadError(path, _too_large(image.size, needed)) from None
-        pixels = _to_8bit(image)
+        pixels = to_8bit(image)
         if pixels is not image:
             image.close()  # frees the decoded source now, not when the block ends
         if target is not None and pixels.size != target:
@@ -331,7 +269,7 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
             pixels = pixels.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
         if orientation in _UPRIGHT:
             pixels = pixels.transpose(_UPRIGHT[orientation])
-        return _to_array(pixels), scale
+        return to_array(pixels), scale
 
 
 def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -367,114 +305,3 @@ def load_display(path: str | os.PathLike[str], max_side: int = 4096) -> tuple[np
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side}")
     return _decode(Path(path), max_side)
-
-
-class ImageStore:
-    """Decoded images kept in memory, least recently used dropped past ``max_bytes``.
-
-    ``get(path)`` returns what ``loader`` (default :func:`load_rgb`: upright
-    ``(H, W, 3)`` uint8) makes of the file, decoding it only the first time;
-    an image revisited while still cached is not read from disk again. Safe to
-    share between the GUI thread and the inference worker: two threads asking
-    for the same image at once wait for one decode. Cached arrays are shared,
-    so they are read-only; copy one before drawing on it. A failed decode is
-    not cached: the error is raised to every waiter and the next ``get``
-    tries again. An image larger than ``max_bytes`` is returned but not kept.
-    """
-
-    def __init__(
-        self,
-        max_bytes: int = 1 << 30,
-        loader: Callable[[Path], np.ndarray] = load_rgb,
-    ) -> None:
-        if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
-        self.max_bytes = max_bytes
-        self._loader = loader
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._pending: dict[str, Future[np.ndarray]] = {}
-        self._nbytes = 0
-
-    @staticmethod
-    def _key(path: str | os.PathLike[str]) -> str:
-        return os.path.abspath(os.fspath(path))
-
-    def get(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """The decoded image of ``path``; raises :class:`ImageReadError` naming it."""
-        key = self._key(path)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
-            pending = self._pending.get(key)
-            if pending is None:
-                future: Future[np.ndarray] = Future()
-                self._pending[key] = future
-        if pending is not None:
-            return pending.result()
-        try:
-            image = self._loader(Path(path))
-            image.setflags(write=False)
-        except BaseException as exc:
-            with self._lock:
-                if self._pending.get(key) is future:
-                    del self._pending[key]
-            future.set_exception(exc)
-            raise
-        with self._lock:
-            # discard() or clear() during the decode means the file may have
-            # changed: hand this result to its waiters but do not keep it.
-            if self._pending.get(key) is future:
-                del self._pending[key]
-                self._insert(key, image)
-        future.set_result(image)
-        return image
-
-    def _insert(self, key: str, image: np.ndarray) -> None:
-        """Cache ``image`` and evict the least recently used past the bound (lock held)."""
-        if image.nbytes > self.max_bytes:
-            return
-        self._cache[key] = image
-        self._nbytes += image.nbytes
-        while self._nbytes > self.max_bytes:
-            _, evicted = self._cache.popitem(last=False)
-            self._nbytes -= evicted.nbytes
-
-    def peek(self, path: str | os.PathLike[str]) -> np.ndarray | None:
-        """The cached image of ``path`` or ``None``; never decodes."""
-        with self._lock:
-            return self._cache.get(self._key(path))
-
-    def discard(self, path: str | os.PathLike[str]) -> None:
-        """Forget ``path`` (its file changed); the next ``get`` decodes it again."""
-        key = self._key(path)
-        with self._lock:
-            image = self._cache.pop(key, None)
-            if image is not None:
-                self._nbytes -= image.nbytes
-            self._pending.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget every image."""
-        with self._lock:
-            self._cache.clear()
-            self._pending.clear()
-            self._nbytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of pixel data held now (at most ``max_bytes``)."""
-        with self._lock:
-            return self._nbytes
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._cache)
-
-    def __contains__(self, path: object) -> bool:
-        if not isinstance(path, str | os.PathLike):
-            return False
-        with self._lock:
-            return self._key(path) in self._cache

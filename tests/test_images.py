@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageFile
 
 from samdesk.errors import ImageReadError
+from samdesk.image_store import ImageStore
 from samdesk.images import (
-    ImageStore,
     content_hash,
     list_images,
     load_display,

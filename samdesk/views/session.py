@@ -27,7 +27,8 @@ from PySide6.QtCore import QObject, Signal
 
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
-from samdesk.images import ImageStore, load_display
+from samdesk.image_store import ImageStore
+from samdesk.images import load_display
 from samdesk.inference.engines.base import Point, Prompts
 from samdesk.inference.worker.client import InferenceClient
 from samdesk.inference.worker.requests import (

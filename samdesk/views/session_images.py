@@ -22,7 +22,7 @@ from samdesk.inference.worker.requests import ImageRef
 from samdesk.views.qtutil import guarded
 
 if TYPE_CHECKING:
-    from samdesk.images import ImageStore
+    from samdesk.image_store import ImageStore
     from samdesk.inference.worker.client import InferenceClient
     from samdesk.project import Project
     from samdesk.views.image_loader import ImageLoader
