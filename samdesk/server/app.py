@@ -85,7 +85,7 @@ class BodyLimit:
 
     async def _refuse(self, send: Any) -> None:
         mb = self.limit / (1 << 20)
-        line = f"request body larger than the server's limit of {mb:g} MB (--max-body-mb)"
+        line = f"request body larger than the server's limit of {mb:.3g} MB (--max-body-mb)"
         body = json.dumps({"error": line}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
