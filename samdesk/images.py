@@ -230,6 +230,12 @@ def _orientation(image: Image.Image) -> int:
     """EXIF orientation 1..8 still to apply to an opened image, read without decoding."""
     if image.format == "TIFF" and _TIFF_ORIENTS_ITSELF:
         return 1
+    return recorded_orientation(image)
+
+
+def recorded_orientation(image: Image.Image) -> int:
+    """EXIF orientation 1..8 written in an opened image's header (1 when none), whether
+    or not this Pillow applies it itself (TIFF); read without decoding."""
     # PngImageFile.getexif() decodes the whole file when no eXIf chunk came
     # before the pixel data, so for PNG only a chunk already seen is read.
     if image.format == "PNG" and "exif" not in image.info:
@@ -270,6 +276,29 @@ def _decode(path: Path, max_side: int | None) -> tuple[np.ndarray, float]:
         if orientation in _UPRIGHT:
             pixels = pixels.transpose(_UPRIGHT[orientation])
         return to_array(pixels), scale
+
+
+@contextmanager
+def opened(path: str | os.PathLike[str]) -> Iterator[Image.Image]:
+    """``path`` opened lazily (header only) under this loader's pixel limit.
+
+    Any failure inside the block (also while decoding it) raises
+    :class:`ImageReadError` naming ``path``: write nothing else inside it.
+    """
+    path = Path(path)
+    with _reading(path), _open(path) as image:
+        yield image
+
+
+def pending_orientation(image: Image.Image) -> int:
+    """EXIF orientation 1..8 that this loader applies to an opened image (1: none)."""
+    return _orientation(image)
+
+
+def turn_upright(image: Image.Image, orientation: int) -> Image.Image:
+    """Decoded pixels in the stored frame turned upright for ``orientation`` (as every
+    load here turns them); ``image`` itself when there is nothing to turn."""
+    return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
 
 
 def read_size(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--out", required=True, type=Path,
                         help="JSON file (COCO formats) or folder (PNG formats)")
     export.add_argument("--only-done", action="store_true", help="only images marked done")
+    export.add_argument("--images", choices=("copy", "link", "none"), default="copy",
+                        help="copy (default): write the images upright into images/ beside "
+                             "the annotations, named relative to it; link: hard links where "
+                             "no turning is needed, else copies; none: name the project's "
+                             "files relative to its folder")
     export.set_defaults(func=run_export)
 
     fit = sub.add_parser("unfitting", help="masks that no longer fit a replaced image: "
@@ -168,7 +173,7 @@ def run_export(args: argparse.Namespace) -> int:
     from samdesk.export import ExportOptions, export
 
     with open_for_reading(args.folder) as project:
-        options = ExportOptions(out=args.out, only_done=args.only_done,
+        options = ExportOptions(out=args.out, only_done=args.only_done, images=args.images,
                                 progress=Progress(f"export {args.format}"))
         summary = export(project, args.format, options)  # errors: one line naming the file
     for line in summary.lines():

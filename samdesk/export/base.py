@@ -57,6 +57,11 @@ class ExportOptions:
     only_done: bool = False
     progress: Progress | None = None
     cancel: Cancel | None = None
+    images: str = "copy"
+    """``"copy"``: the images are written upright into ``images/`` beside the annotation
+    file (COCO) or inside ``out`` (PNG), and named relative to it; ``"link"``: hard
+    links where a file needs no turning, copies where it does; ``"none"``: no images,
+    names relative to the project folder (see :mod:`samdesk.export.images_out`)."""
 
 
 @dataclass
@@ -79,17 +84,38 @@ class ExportSummary:
     notes: list[str] = field(default_factory=list)
     """Lines about the export as a whole (what its format cannot hold, and how much)."""
     cancelled: bool = False
+    images_folder: Path | None = None
+    """Where the images were written (``--images copy`` or ``link``); None with ``none``."""
+    images_written: Counter[str] = field(default_factory=Counter)
+    """Images written into :attr:`images_folder` by how: "copied", "linked", "turned
+    upright" (written anew, upright, orientation removed; also counted as copied)."""
+    turned: list[tuple[str, int]] = field(default_factory=list)
+    """``(image path, EXIF orientation)`` of each image stored turned. With ``none``
+    the export points at these files as they are: readers that ignore EXIF see them
+    turned, unlike their masks."""
 
     def lines(self) -> list[str]:
         """The summary as short lines for a person (CLI output, a dialog)."""
         done = "cancelled" if self.cancelled else "done"
         out = [f"{self.format}: {done}, {self.images} images, {self.annotations} masks, "
                f"{len(self.files)} files written"]
+        if self.images_folder is not None:
+            how = ", ".join(f"{count} {what}" for what in ("copied", "linked", "turned upright")
+                            if (count := self.images_written[what]))
+            out.append(f"images in {self.images_folder}: {how or 'none'}")
         out += [f"skipped image {display_path(path)}: {reason}"
                 for path, reason in self.skipped_images]
         out += [f"skipped {count} masks: {reason}"
                 for reason, count in sorted(self.skipped_annotations.items())]
         out += [f"warning {display_path(path)}: {reason}" for path, reason in self.warnings]
+        if self.images_folder is None and self.turned:
+            out += [f"warning {display_path(path)}: stored turned (EXIF orientation "
+                    f"{orientation}); the export describes it upright"
+                    for path, orientation in self.turned]
+            out.append(f"{len(self.turned)} images are stored turned: readers that ignore "
+                       "EXIF orientation (torchvision, datumaro) see them turned and their "
+                       "masks do not line up; export with --images copy for upright copies "
+                       "every reader agrees on")
         out += [f"note: {note}" for note in self.notes]
         return out
 

@@ -4,9 +4,10 @@ The file holds ``info``, ``licenses`` (empty), ``categories``, ``images`` and
 ``annotations``:
 
 * ``images``: ``id`` (the project's image id), ``file_name`` (path relative
-  to the project folder, ``/`` separators; bytes of a name that is not UTF-8
-  are written as U+FFFD), ``width``/``height`` (upright, of the file as it
-  is now);
+  to ``images/`` beside the JSON, where the export writes the images upright,
+  or, with ``images="none"``, to the project folder: the same text, ``/``
+  separators; bytes of a name that is not UTF-8 are written as U+FFFD),
+  ``width``/``height`` (upright, of the file as it is now);
 * ``categories``: every project label, ``id`` = label id, ``name``,
   ``supercategory`` "object", and samdesk's ``color`` ("#rrggbb");
 * ``annotations``: ``id`` (the mask layer id), ``image_id``, ``category_id``,
@@ -43,8 +44,8 @@ from samdesk.export.base import (
     make_folder,
     walk,
 )
+from samdesk.export.images_out import IMAGES_FOLDER, ImagesOut, image_name
 from samdesk.export.polygons import mask_to_polygons, polygons_area
-from samdesk.imagefiles import display_path
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -106,28 +107,35 @@ def write_coco(project: Project, options: ExportOptions, format_name: str,
     summary = ExportSummary(format=format_name)
     labels = labels_by_id(project)
     target = coco_path(options.out)
+    image_files = ImagesOut(project, options, target.parent / IMAGES_FOLDER, summary)
     image_entries: list[dict[str, Any]] = []
-    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=_temp_dir(target)) as body:
-        first = True
-        for work in walk(project, options, summary, labels):
-            name = display_path(work.image.path, one_line=False)
-            image_entries.append({"id": work.image.id, "file_name": name,
-                                  "width": work.width, "height": work.height})
-            for layer, pixels, box in zip(work.layers, work.areas, work.boxes, strict=True):
-                made = segmentation(layer, pixels)
-                if made is None:
-                    summary.skipped_annotations["no polygon with 3 or more points"] += 1
-                    continue
-                entry = annotation_entry(layer, *made, box)
-                body.write(("" if first else ",\n") + _dump(entry))
-                first = False
-                summary.annotations += 1
-        if summary.cancelled:
-            return summary
-        summary.images = len(image_entries)
-        body.seek(0)
-        with atomic_file(target) as stream:
-            _write_document(stream, body, image_entries, labels, project)
+    try:
+        with tempfile.TemporaryFile("w+", encoding="utf-8", dir=_temp_dir(target)) as body:
+            first = True
+            for work in walk(project, options, summary, labels):
+                if not image_files.put(work.image):
+                    continue  # unreadable now: neither image nor masks
+                image_entries.append({"id": work.image.id, "file_name": image_name(work.image),
+                                      "width": work.width, "height": work.height})
+                for layer, pixels, box in zip(work.layers, work.areas, work.boxes, strict=True):
+                    made = segmentation(layer, pixels)
+                    if made is None:
+                        summary.skipped_annotations["no polygon with 3 or more points"] += 1
+                        continue
+                    entry = annotation_entry(layer, *made, box)
+                    body.write(("" if first else ",\n") + _dump(entry))
+                    first = False
+                    summary.annotations += 1
+            if summary.cancelled:
+                image_files.discard()
+                return summary
+            summary.images = len(image_entries)
+            body.seek(0)
+            with atomic_file(target) as stream:
+                _write_document(stream, body, image_entries, labels, project)
+    except BaseException:  # a failed or cancelled COCO export leaves no images
+        image_files.discard()
+        raise
     summary.files.append(target)
     return summary
 

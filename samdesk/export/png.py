@@ -1,6 +1,8 @@
 """PNG mask exports: one PNG per image, at the image's relative path under ``out``.
 
-``photos/cat.jpg`` becomes ``OUT/photos/cat.png``. When two images would
+``photos/cat.jpg`` becomes ``OUT/photos/cat.png``; the image itself is written
+upright to ``OUT/images/photos/cat.jpg`` (``ExportOptions.images``, see
+:mod:`samdesk.export.images_out`). When two images would
 land on the same PNG (``a.jpg`` and ``a.png`` side by side), both keep their
 extension instead: ``a.jpg.png`` and ``a.png.png``. Every exported image
 gets a PNG, also one with no masks (all background). Masks are painted back
@@ -40,6 +42,7 @@ from samdesk.export.base import (
     mark_export_folder,
     walk,
 )
+from samdesk.export.images_out import IMAGES_FOLDER, ImagesOut
 from samdesk.imagefiles import display_path
 
 if TYPE_CHECKING:
@@ -177,10 +180,15 @@ def write_pngs(project: Project, options: ExportOptions, format_name: str,
     out = Path(options.out)
     status = ImageStatus.DONE if options.only_done else None
     names = png_names(project.images(status))
+    ours = {"labels.txt", "labels.json", *names.values(),
+            *(str(PurePosixPath(name).with_suffix(".json")) for name in names.values())}
+    image_files = ImagesOut(project, options, out / IMAGES_FOLDER, summary, ours)
     make_folder(out)
     mark_export_folder(out)  # also an existing folder: the project scan skips it
     _write_label_files(out, labels, summary)
     for work in walk(project, options, summary, labels):
+        if not image_files.put(work.image):
+            continue  # unreadable now: no mask PNG either
         painter(work, out / names[work.image.id], labels, summary)
         summary.images += 1
         summary.annotations += len(work.layers)

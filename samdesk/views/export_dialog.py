@@ -1,7 +1,9 @@
 """Export and import from the File menu, run off the GUI thread with a progress dialog.
 
-:class:`ExportDialog` asks for the format, the output path and whether to
-export only the images marked done. The export itself runs in a
+:class:`ExportDialog` asks for the format, the output path, what to do with
+the images (copy them upright beside the annotations, hard-link them, or
+leave them in the project folder) and whether to export only the images
+marked done. The export itself runs in a
 :class:`BackgroundJob` (a QThread) while a window-modal QProgressDialog shows
 ``done / total`` images; Cancel asks the exporter to stop at the next image.
 Importing a COCO file works the same way. The window never freezes: the GUI
@@ -32,6 +34,18 @@ from PySide6.QtWidgets import (
 from samdesk import errorlog
 from samdesk.export import FORMATS, ExportOptions, default_export_folder, export, import_coco
 from samdesk.project import Project
+
+IMAGE_CHOICES = (
+    ("copy", "Copy, upright, into images/ beside the annotations",
+     "Every reader sees the pictures as the masks were drawn on them; the export can be "
+     "moved, zipped or edited on its own"),
+    ("link", "Hard-link into images/ (copy where turned upright)",
+     "No extra disk space on the same drive; a photo stored sideways is still copied upright"),
+    ("none", "Leave them in the project folder",
+     "File names relative to the project folder; photos stored sideways are named in the "
+     "summary, as readers that ignore EXIF see them turned"),
+)
+"""``(mode, label, tooltip)`` for the images choice; the first is the default."""
 
 MAX_PATH_WIDTH = 900
 """Pixels the path field may grow to; a longer path shows its start, whole in the tooltip."""
@@ -118,6 +132,11 @@ class ExportDialog(QDialog):
         self.path_edit.textChanged.connect(self._show_whole_path)
         browse = QPushButton("Browse…")
         self.only_done = QCheckBox("Only images marked done")
+        self.images_combo = QComboBox()
+        for mode, text, tip in IMAGE_CHOICES:
+            self.images_combo.addItem(text, mode)
+            self.images_combo.setItemData(self.images_combo.count() - 1, tip,
+                                          Qt.ItemDataRole.ToolTipRole)
         path_row = QHBoxLayout()
         path_row.addWidget(self.path_edit, 1)
         path_row.addWidget(browse)
@@ -126,6 +145,7 @@ class ExportDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Format", self.format_combo)
         form.addRow("Write to", path_row)
+        form.addRow("Images", self.images_combo)
         form.addRow("", self.only_done)
         form.addRow(buttons)
         browse.clicked.connect(self._browse)
@@ -160,20 +180,22 @@ class ExportDialog(QDialog):
         if chosen:
             self.path_edit.setText(chosen)
 
-    def options(self) -> tuple[str, Path, bool]:
-        """``(format name, output path, only done)`` as chosen."""
+    def options(self) -> tuple[str, Path, bool, str]:
+        """``(format name, output path, only done, images mode)`` as chosen."""
         return (self.format_combo.currentData(), Path(self.path_edit.text()).expanduser(),
-                self.only_done.isChecked())
+                self.only_done.isChecked(), self.images_combo.currentData())
 
 
 def start_export(parent: QWidget, project: Project, format_name: str, out: Path,
-                 only_done: bool, report: Callable[[str], None]) -> BackgroundJob:
-    """Export in the background; ``report`` gets the summary's lines or the error."""
+                 only_done: bool, report: Callable[[str], None],
+                 images: str = "copy") -> BackgroundJob:
+    """Export in the background; ``report`` gets the summary's lines or the error.
+    ``images`` is ``copy``, ``link`` or ``none`` (:class:`ExportOptions`)."""
 
     def work(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Any:
         return export(project, format_name,
                       ExportOptions(out=out, only_done=only_done, progress=progress,
-                                    cancel=cancelled))
+                                    cancel=cancelled, images=images))
 
     return run_with_progress(parent, f"Exporting {format_name}", work,
                              lambda summary: report("\n".join(summary.lines())),

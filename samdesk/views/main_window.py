@@ -410,9 +410,9 @@ class MainWindow(QMainWindow):
             return
         dialog = export_dialog.ExportDialog(self.project, self)
         if dialog.exec():
-            fmt, out, only_done = dialog.options()
+            fmt, out, only_done, images = dialog.options()
             self._job(export_dialog.start_export(self, self.project, fmt, out, only_done,
-                                                 self._report))
+                                                 self._report, images=images))
 
     def import_coco(self) -> None:
         if self.project is None:

@@ -89,7 +89,7 @@ def test_only_done_writes_only_done_images(sample: Sample, tmp_path: Path) -> No
     out = tmp_path / "semantic"
     summary = export(sample.project, "png-semantic", ExportOptions(out=out, only_done=True))
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert written == ["a.png"]
+    assert written == ["a.png", "images/a.png"]  # its mask, and the image itself
     assert summary.images == 1
 
 

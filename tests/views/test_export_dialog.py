@@ -62,3 +62,23 @@ def test_a_failed_export_reports_one_line_naming_the_file(qtbot, project: Projec
     assert reports[0].startswith("png-semantic: done, 4 images")
     assert (out / EXPORT_MARKER).is_file()
     assert project.rescan() == 0 and len(project.images()) == 4
+
+
+def test_the_images_choice_defaults_to_upright_copies_and_reaches_the_export(
+        qtbot, project: Project, tmp_path: Path) -> None:
+    dialog = ExportDialog(project)
+    qtbot.addWidget(dialog)
+    assert dialog.options()[3] == "copy"  # the default: images upright beside the JSON
+    dialog.images_combo.setCurrentIndex(dialog.images_combo.findData("none"))
+    assert dialog.options()[3] == "none"
+    reports: list[str] = []
+    for images, written in (("copy", True), ("none", False)):
+        out = tmp_path / images / "coco.json"
+        start_export(None, project, "coco-rle", out, False, reports.append, images=images)
+        qtbot.waitUntil(lambda: bool(reports), timeout=15000)
+        lines = reports.pop().splitlines()
+        assert lines[0].startswith("coco-rle: done, 4 images")
+        assert (out.parent / "images" / "c.jpg").is_file() == written
+        turned = "warning c.jpg: stored turned (EXIF orientation 6); the export describes " \
+                 "it upright"
+        assert (turned in lines) != written  # named only where it is not copied upright
