@@ -4,9 +4,10 @@ A folder that cannot be written keeps its project in a spare store in the
 user data folder (:func:`samdesk.storage.locate_store`). Once the folder can
 be written again, opening it merges that store into the folder's own, as one
 undoable edit: labels by name (colour and hotkey kept), mask layers on their
-image (by path) placed on top of the ones there, and an image's status where
-the spare one is further along (todo < in progress < done). A layer already
-there (same image, label and mask) is not added twice. The spare store's
+image (by path) placed on top of the ones there, pending boxes on their
+image, and an image's status where the spare one is further along (todo <
+in progress < done). A layer already there (same image, label and mask), or
+a box already pending there, is not added twice. The spare store's
 folder is then renamed ``…-merged-STAMP``, kept, not deleted.
 
 A mixin of :class:`samdesk.project.Project`, like :mod:`samdesk.project_edits`.
@@ -62,8 +63,8 @@ class SpareMerging:
             return (f"work kept in {spare} is not merged yet: another samdesk has it open; "
                     "it is merged the next time this folder opens")
         try:
-            labels, images, layers = _read_spare(spare)
-            added = self._merge_rows(spare, labels, images, layers)
+            labels, images, layers, boxes = _read_spare(spare)
+            added = self._merge_rows(spare, labels, images, layers, boxes)
         except (ProjectError, sqlite3.Error, OSError) as exc:
             return f"work kept in {spare} could not be merged ({exc}); it is left there"
         finally:
@@ -79,10 +80,10 @@ class SpareMerging:
                f"(the old store is kept as {kept})"
 
     def _merge_rows(self, spare: Path, labels: list[Row], images: dict[int, Row],
-                    layers: list[Row]) -> int:
+                    layers: list[Row], boxes: list[Row] | None = None) -> int:
         conn = self._conn
         added = 0
-        if not labels and not layers:
+        if not labels and not layers and not boxes:
             return 0  # nothing a person made there: no empty undo step
         with self.batch(f"Merge work kept in {spare}"):
             label_ids: dict[int, int] = {}
@@ -127,11 +128,24 @@ class SpareMerging:
                              {**layer, "id": new_id, "image_id": image_id,
                               "label_id": label_id, "z": int(top) + 1})
                 added += 1
+            for box in boxes or []:  # pending boxes: the same box twice is one
+                image_id = image_ids[box["image_id"]]
+                label_id = label_ids.get(box["label_id"]) if box["label_id"] else None
+                same = conn.execute(
+                    "SELECT 1 FROM pending_boxes WHERE image_id=? AND label_id IS ? AND x0=? "
+                    "AND y0=? AND x1=? AND y1=?", (image_id, label_id, box["x0"], box["y0"],
+                                                   box["x1"], box["y1"])).fetchone()
+                if same is None:
+                    new_id = self._next_id("pending_boxes")
+                    self._record("pending_boxes", new_id, None,
+                                 {**box, "id": new_id, "image_id": image_id,
+                                  "label_id": label_id})
         return added
 
 
-def _read_spare(spare: Path) -> tuple[list[Row], dict[int, Row], list[Row]]:
-    """The labels, images (by id) and mask layers of the spare store, checked first."""
+def _read_spare(spare: Path) -> tuple[list[Row], dict[int, Row], list[Row], list[Row]]:
+    """The labels, images (by id), mask layers and pending boxes of the spare store,
+    checked first (a store older than pending boxes has none)."""
     store_checks.check_file(spare)
     uri = spare.resolve().as_uri() + "?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
@@ -147,4 +161,7 @@ def _read_spare(spare: Path) -> tuple[list[Row], dict[int, Row], list[Row]]:
         layers = [dict(r) for r in conn.execute(
             f"SELECT {', '.join(columns['annotations'])} FROM annotations "
             "ORDER BY image_id, z, id")]
-    return labels, images, layers
+        boxes = [] if "pending_boxes" not in storage.tables_at(version) else [
+            dict(r) for r in conn.execute(
+                f"SELECT {', '.join(columns['pending_boxes'])} FROM pending_boxes ORDER BY id")]
+    return labels, images, layers, boxes

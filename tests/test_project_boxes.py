@@ -162,3 +162,28 @@ def test_a_store_of_schema_2_gets_the_table_and_a_read_only_one_opens(tmp_path):
 def test_mask_in_box_keeps_the_pixels_the_box_overlaps():
     clipped = masks.decode(mask_in_box(full_mask(), (0.5, 0.5, 2.5, 1.0)))
     assert clipped.sum() == 3 and clipped[0, :3].all()
+
+
+def test_boxes_kept_in_a_spare_store_are_merged_with_their_labels(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder, other = tmp_path / "shots", tmp_path / "elsewhere"
+    for root in (folder, other):
+        write_png(root / "a.png")
+    with Project.open(folder) as project:
+        project.add_label("person")
+    with Project.open(other) as project:
+        car = project.add_label("car")
+        project.add_pending_boxes(project.image_by_path("a.png").id,
+                                  [((1, 2, 10, 12), car.id), ((3, 3, 8, 8), None)], "f.json")
+    spare = storage.spare_store(folder)
+    spare.parent.mkdir(parents=True)
+    shutil.copyfile(other / ".samdesk" / "project.sqlite", spare)
+    with Project.open(folder) as project:
+        names = {lab.id: lab.name for lab in project.labels()}
+        got = [(b.box, names.get(b.label_id), b.source) for b in project.pending_boxes()]
+        assert got == [((1.0, 2.0, 10.0, 12.0), "car", "f.json"),
+                       ((3.0, 3.0, 8.0, 8.0), None, "f.json")]
+        assert project.undo() is not None  # one undoable edit with the labels
+        assert project.pending_boxes() == []
