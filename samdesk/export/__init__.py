@@ -25,6 +25,7 @@ from samdesk.export.coco import coco_path, export_coco_polygon, export_coco_rle
 from samdesk.export.coco_import import ImportSummary, import_coco
 from samdesk.export.labelme import export_labelme, export_labelme_polygon
 from samdesk.export.png import export_png_instance, export_png_semantic
+from samdesk.export.yolo import export_yolo
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -58,6 +59,9 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("labelme-polygon", export_labelme_polygon,
                      "labelme JSON per image, masks as polygons (every part, holes filled)",
                      True),
+        ExportFormat("yolo", export_yolo,
+                     "YOLO segmentation (Ultralytics): data.yaml, images/, labels/*.txt "
+                     "polygons (parts joined, holes filled)", True),
     )
 }
 

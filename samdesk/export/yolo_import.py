@@ -37,7 +37,13 @@ from samdesk.annotations import RLE
 from samdesk.errors import SamdeskError
 from samdesk.export.coco_import import ImportSummary, printable
 from samdesk.export.stems import StemMatcher
-from samdesk.export.yolo_read import LabelSource, YoloDataset, find_yaml, read_dataset
+from samdesk.export.yolo_read import (
+    LabelSource,
+    YoloDataset,
+    find_yaml,
+    load_yaml_or_none,
+    read_dataset,
+)
 from samdesk.project_boxes import box_problem
 from samdesk.project_edits import label_name_problem
 
@@ -52,7 +58,10 @@ SLACK = 0.01
 def is_yolo(source: Path) -> bool:
     """A YOLO data YAML, a folder holding one, or a folder with ``labels/*.txt``."""
     if source.is_file():
-        return source.suffix.lower() in (".yaml", ".yml") and find_yaml(source.parent) == source
+        if source.suffix.lower() not in (".yaml", ".yml"):
+            return False
+        document = load_yaml_or_none(source)
+        return isinstance(document, dict) and ("names" in document or "nc" in document)
     if not source.is_dir():
         return False
     if find_yaml(source) is not None:

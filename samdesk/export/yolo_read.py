@@ -64,11 +64,12 @@ def find_yaml(folder: Path) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     found = [p for p in sorted(folder.glob("*.y*ml")) if p.suffix.lower() in (".yaml", ".yml")
-             and isinstance(d := _load_yaml_or_none(p), dict) and ("names" in d or "nc" in d)]
+             and isinstance(d := load_yaml_or_none(p), dict) and ("names" in d or "nc" in d)]
     return found[0] if len(found) == 1 else None
 
 
-def _load_yaml_or_none(path: Path) -> Any:
+def load_yaml_or_none(path: Path) -> Any:
+    """The parsed YAML of ``path``, or None when it cannot be read."""
     try:
         return _load_yaml(path)
     except FormatError:

@@ -170,9 +170,10 @@ def test_cancel_writes_nothing_and_keeps_an_older_file(sample: Sample, tmp_path:
 
 def test_registry_names_every_format_and_refuses_unknown_ones(sample: Sample,
                                                               tmp_path: Path) -> None:
-    assert set(FORMATS) == {"coco-rle", "coco-polygon", "png-instance", "png-semantic"}
-    with pytest.raises(ExportError, match="unknown export format 'yolo'"):
-        export(sample.project, "yolo", ExportOptions(out=tmp_path))
+    assert set(FORMATS) == {"coco-rle", "coco-polygon", "png-instance", "png-semantic",
+                            "labelme", "labelme-polygon", "yolo"}
+    with pytest.raises(ExportError, match="unknown export format 'voc'"):
+        export(sample.project, "voc", ExportOptions(out=tmp_path))
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ExportError, match="file: is a file, and png-instance writes a folder "
