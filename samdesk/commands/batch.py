@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samdesk.commands.segment import UsageError, _add_model_args, default_segmenter
+from samdesk.commands.segment import (
+    UsageError,
+    _add_model_args,
+    default_segmenter,
+    on_file,
+    server_model,
+)
 
 
 def register(sub: Any) -> None:
@@ -65,14 +71,18 @@ def run_batch(args: argparse.Namespace) -> int:
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
-    model = args.model or default_segmenter()
-    packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
-    if args.detector_checkpoint is not None:
+    if args.server:  # both models run on the server; each image file is sent once
+        model, detector_path = server_model(args, "segmenter", args.model), None
+        detector_name = server_model(args, "detector", args.detector)
+    elif args.detector_checkpoint is not None:
         detector_name, detector_path = (args.detector or checkpoints.DEFAULT_DETECTOR,
                                         args.detector_checkpoint)
     else:
         spec, detector_path = checkpoints.resolve_detector(args.detector)
         detector_name = spec.name
+    if not args.server:
+        model = args.model or default_segmenter()
+        packages.require(registry.get_spec(detector_name).family)
     steps = Steps()
     with Project.open(args.folder) as project:
         with steps.step(f"loading {model}"):
@@ -93,8 +103,9 @@ def run_batch(args: argparse.Namespace) -> int:
                 print(f"samdesk: skipped {image.path}: {exc.reason}", file=sys.stderr)
                 failed += 1
                 continue
-            found = segment_text(detector, engine, rgb, args.text, args.threshold,
-                                 args.text_threshold)
+            path = project.image_file(image)
+            found = segment_text(on_file(detector, path), on_file(engine, path), rgb, args.text,
+                                 args.threshold, args.text_threshold)
             with project.batch(f"Batch {args.text}"):
                 for obj in found:
                     # a box can pass with no word over --text-threshold: name it by the text

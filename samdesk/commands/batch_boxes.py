@@ -32,7 +32,12 @@ def run_from_boxes(args: argparse.Namespace) -> int:
     from samdesk.project import Project
     from samdesk.project_boxes import mask_in_box
 
-    model = args.model or default_segmenter()
+    if getattr(args, "server", None):  # the server's segmenter; each image file sent once
+        from samdesk.commands.segment import server_model
+
+        model = server_model(args, "segmenter", args.model)
+    else:
+        model = args.model or default_segmenter()
     steps = Steps()
     with Project.open(args.folder) as project:
         pending = project.pending_boxes()
@@ -61,7 +66,9 @@ def run_from_boxes(args: argparse.Namespace) -> int:
                 progress(done, len(pending))
                 continue
             with steps.step(f"encoding {name}"):
-                embedding = engine.embed(rgb)
+                embed_file = getattr(engine, "embed_file", None)
+                embedding = (embed_file(project.image_file(record)) if embed_file is not None
+                             else engine.embed(rgb))
             results = segment_boxes(engine, embedding, [b.box for b in boxes])
             empty = 0
             try:

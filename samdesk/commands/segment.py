@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,59 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         "installed, else grabcut")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file for --model")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
+    parser.add_argument("--server", metavar="URL", help="run --model (and --detector) on a "
+                        "`samdesk serve` at URL; the image file is sent once")
+    parser.add_argument("--api-key", metavar="KEY", default=os.environ.get("SAMDESK_API_KEY"),
+                        help="the server's API key (default: $SAMDESK_API_KEY)")
+
+
+def server_model(args: argparse.Namespace, kind: str, name: str | None) -> str:
+    """``server:URL#MODEL`` for ``--server``: ``name``, else the best the server serves
+    of ``kind`` (segmenter: :data:`SEGMENTER_PREFERENCE` order; else its first)."""
+    from samdesk.inference.engines import remote
+    from samdesk.inference.models.registry import parse_remote_name, remote_name
+
+    url = args.server.strip().rstrip("/")
+    try:
+        parse_remote_name(remote_name(url, "x"))
+    except SamdeskError:
+        raise UsageError(f"--server {args.server}: give an http:// or https:// URL") from None
+    if args.checkpoint is not None or getattr(args, "detector_checkpoint", None) is not None:
+        raise UsageError("--server runs the server's own checkpoints; leave out --checkpoint")
+    remote.set_api_key(url, args.api_key)
+    if name is None:
+        served = [m for m in remote.Connection(url).models() if m.get("kind") == kind]
+        names = [str(m["name"]) for m in served]
+        best = [n for n in SEGMENTER_PREFERENCE if n in names] if kind == "segmenter" else []
+        if not names:
+            raise UsageError(f"--server {url}: it serves no {kind}")
+        name = (best or names)[0]
+    return remote_name(url, name)
+
+
+class OnFile:
+    """A server's engine or detector handed the image file, not its decoded pixels, so
+    the file's bytes go to the server once (``embed_file`` / ``detect_file``)."""
+
+    def __init__(self, inner: Any, path: Path) -> None:
+        self.inner, self.path, self.model_id = inner, path, inner.model_id
+
+    def embed(self, rgb: np.ndarray) -> Any:
+        return self.inner.embed_file(self.path)
+
+    def detect(self, rgb: np.ndarray, text: str, box_threshold: float = 0.3,
+               text_threshold: float = 0.25) -> Any:
+        return self.inner.detect_file(self.path, None, text, box_threshold, text_threshold)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def on_file(model: Any, path: Path) -> Any:
+    """``model`` wrapped in :class:`OnFile` when it is a server's, else ``model``."""
+    if hasattr(model, "embed_file") or hasattr(model, "detect_file"):
+        return OnFile(model, path)
+    return model
 
 
 def register(sub: Any) -> None:
@@ -150,7 +204,10 @@ def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
-    name = args.model or default_segmenter()
+    if getattr(args, "server", None):
+        name = server_model(args, "segmenter", args.model)
+    else:
+        name = args.model or default_segmenter()
     with (steps or Steps()).step(f"loading {name}"):
         return loading.load_model(name, args.checkpoint, args.device)
 
@@ -204,9 +261,10 @@ def run_segment(args: argparse.Namespace) -> int:
     steps = Steps()
     detector = _load_detector(args, steps) if args.text else None
     prompts = None if args.text else build_prompts(args, width, height)
-    engine = load_engine(args, steps)
+    engine = on_file(load_engine(args, steps), args.image)
     embedding = embed_image(engine, rgb, f"encoding {args.image.name}", steps)
     if detector is not None:
+        detector = on_file(detector, args.image)
         masks, scores, labels = _segment_text(args, detector, engine, rgb, embedding)
     else:
         prediction = engine.predict(embedding, prompts, multimask=not args.single)
@@ -228,7 +286,9 @@ def _load_detector(args: argparse.Namespace, steps: Steps) -> Any:
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
     # the text extra missing is said before a missing checkpoint (no 700 MB fetch first)
     packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
-    if args.detector_checkpoint is not None:
+    if args.server:
+        name, path = server_model(args, "detector", args.detector), None
+    elif args.detector_checkpoint is not None:
         name, path = args.detector or checkpoints.DEFAULT_DETECTOR, args.detector_checkpoint
     else:
         spec, path = checkpoints.resolve_detector(args.detector)
@@ -290,17 +350,20 @@ def run_embed(args: argparse.Namespace) -> int:
 
     if args.out.suffix not in (".npy", ".npz"):
         raise UsageError(f"--out {args.out}: use a .npy or .npz file name")
-    if (args.model or default_segmenter()) == "grabcut":
+    if not args.server and (args.model or default_segmenter()) == "grabcut":
         raise UsageError("grabcut has no embedding; choose a SAM or SAM 2 --model")
     rgb = images.load_rgb(args.image)
     steps = Steps()
-    engine = load_engine(args, steps)
+    engine = on_file(load_engine(args, steps), args.image)
     embedding = embed_image(engine, rgb, f"encoding {args.image.name}", steps)
+    tensors = embedding.tensors
+    if hasattr(engine, "embedding_tensors"):  # a server's: it holds the tensors
+        tensors = engine.embedding_tensors(embedding)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".npz":
-        np.savez(args.out, **embedding.tensors)
+        np.savez(args.out, **tensors)
     else:
-        np.save(args.out, main_tensor(embedding.tensors))
-    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in embedding.tensors.items())
+        np.save(args.out, main_tensor(tensors))
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
     print(f"{args.out}: {embedding.model_id} embedding of {args.image} ({shapes})")
     return 0

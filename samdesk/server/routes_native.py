@@ -8,8 +8,9 @@
   the server sees the same upright pixels. ``{image_id, width, height}``.
   ``HEAD`` / ``GET`` answer 200 with the same body when the id is known, 404
   ``{"error": "unknown image_id"}`` when not.
-- ``POST /samdesk/v1/embed`` ``{model, image_id}``: encode it (cached);
-  ``{image_id, model, width, height, time}``.
+- ``POST /samdesk/v1/embed`` ``{model, image_id, tensors?}``: encode it
+  (cached); ``{image_id, model, width, height, time}``, or with ``tensors``
+  the embedding's arrays as an ``.npz``.
 - ``POST /samdesk/v1/predict`` ``{model, image_id, prompts: {points, boxes},
   mask_input?, multimask, masks: "best"|"all"|"none"|[[object, candidate]…],
   size?: [h, w], logits: "float16"|"float32"|"none"}``: an ``.npz`` answer
@@ -28,6 +29,7 @@ image_id`` and the client sends the file again.
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 import time
 from typing import Any, Literal
@@ -102,7 +104,7 @@ class _Body(BaseModel):
 
 
 class EmbedBody(_Body):
-    pass
+    tensors: bool = Field(False, description="answer the embedding itself as an .npz")
 
 
 class WirePoint(BaseModel):
@@ -183,10 +185,17 @@ def _embedding(request: Request, body: _Body) -> tuple[Any, float]:
     return embedding, time.perf_counter() - start
 
 
-@router.post("/embed")
-def embed(body: EmbedBody, request: Request) -> dict[str, Any]:
-    """Encode an uploaded image with ``model`` (once; later calls find it cached)."""
+@router.post("/embed", response_model=None)
+def embed(body: EmbedBody, request: Request) -> dict[str, Any] | Response:
+    """Encode an uploaded image with ``model`` (once; later calls find it cached).
+
+    With ``tensors``: the embedding's arrays as an ``.npz`` (float32).
+    """
     embedding, seconds = _embedding(request, body)
+    if body.tensors:
+        stream = io.BytesIO()
+        np.savez(stream, **embedding.tensors)
+        return Response(content=stream.getvalue(), media_type=NPZ_TYPE)
     height, width = embedding.image_size
     return {"image_id": body.image_id.lower(), "model": body.model, "width": width,
             "height": height, "time": seconds}

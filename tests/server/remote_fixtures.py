@@ -80,4 +80,4 @@ def served_sam(tmp_path: Path, api_key: str | None = None) -> Iterator[Served]:
             try:
                 yield served
             finally:
-                remote.set_api_key(URL, None)
+                remote.use_client(URL, None)

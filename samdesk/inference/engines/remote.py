@@ -28,6 +28,7 @@ rounding of ``mask_input``.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -83,15 +84,22 @@ def set_api_key(url: str, key: str | None) -> None:
             _keys[url] = key
         else:
             _keys.pop(url, None)
-        old = _clients.pop(url, None)
-    if old is not None and not isinstance(old, _Injected):
+        old = _clients.get(url)
+        if isinstance(old, _Injected):  # a test's client keeps its own headers
+            return
+        _clients.pop(url, None)
+    if old is not None:
         old.close()
 
 
-def use_client(url: str, client: httpx.Client) -> None:
-    """Talk to ``url`` through ``client`` (tests: FastAPI's ``TestClient``)."""
+def use_client(url: str, client: httpx.Client | None) -> None:
+    """Talk to ``url`` through ``client`` (tests: FastAPI's ``TestClient``); ``None``
+    goes back to a client of our own."""
     with _lock:
-        _clients[url.rstrip("/")] = _Injected(client)
+        if client is None:
+            _clients.pop(url.rstrip("/"), None)
+        else:
+            _clients[url.rstrip("/")] = _Injected(client)
 
 
 class _Injected:
@@ -319,6 +327,18 @@ class RemoteEngine:
         tensors = {"remote_image_id": _as_bytes(source.image_id),
                    "remote_png": np.frombuffer(source.read(), np.uint8).copy()}
         return self._embed(source, tensors)
+
+    def embedding_tensors(self, embedding: Embedding) -> dict[str, np.ndarray]:
+        """The server's tensors of ``embedding`` (what a local engine's embedding holds)."""
+        source = _source_of(embedding)
+        body = {"model": self.model, "image_id": source.image_id, "tensors": True}
+        response = self.connection.with_image(source, f"{API}/embed", body)
+        try:
+            with np.load(io.BytesIO(response.content), allow_pickle=False) as npz:
+                return {name: npz[name] for name in npz.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise EngineError(f"server {self.connection.url}: its embedding is not an .npz "
+                              f"({exc})") from None
 
     def _embed(self, source: ImageSource, tensors: dict[str, np.ndarray]) -> Embedding:
         body = {"model": self.model, "image_id": source.image_id}
