@@ -33,6 +33,8 @@ Interface (what the main window uses)::
                                     the layers (a preview: smaller, stretched over the image)
     shown_size() -> (h, w) | None   screen pixels the image is drawn at
     set_prompt_markers(points, box)  points [(x, y, positive)], box (x0, y0, x1, y1) | None
+    set_pending_boxes(boxes)        [PendingBoxView]: dashed boxes in their label's colour
+                                    (views.pending_items); pending_boxes -> what is drawn
     set_message(text | None)        a line drawn over the canvas ("Loading…", a file's error);
                                     message_text() -> str ("" when none)
     set_tool(tool) / tool; set_brush_size(px) / brush_size ([ and ] scale it by 20%)
@@ -62,6 +64,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QWidget
 
 from samdesk.views.composite import FlatImage
 from samdesk.views.overlays import LayerView, Mask, OverlayCache
+from samdesk.views.pending_items import PendingBoxLayer, PendingBoxView
 from samdesk.views.qtutil import rgb_to_qimage
 from samdesk.views.scene_items import LayerStack, MarkerLayer
 from samdesk.views.tools import (
@@ -106,6 +109,7 @@ class Canvas(ZoomView):
         super().__init__(parent)
         self._stack = LayerStack(self.scene(), PICTURE_Z, LAYER_Z, CANDIDATE_Z)
         self._marks = MarkerLayer(self.scene(), CANDIDATE_Z + 2)
+        self._pending = PendingBoxLayer(self.scene(), CANDIDATE_Z + 1)
         self._controller = ToolController()
         self._press_pos = QPoint()
         self._drag_button = Qt.MouseButton.NoButton
@@ -130,6 +134,7 @@ class Canvas(ZoomView):
         """
         self.set_candidate(None)
         self.set_prompt_markers([], None)
+        self.set_pending_boxes([])
         self._controller.cancel()
         if rgb is None:
             self._stack.set_image(None)
@@ -190,6 +195,15 @@ class Canvas(ZoomView):
                            box: tuple[float, float, float, float] | None) -> None:
         """Green (positive) and red (negative) dots of constant screen size, dashed box."""
         self._marks.set_prompts(points, box)
+
+    def set_pending_boxes(self, boxes: list[PendingBoxView]) -> None:
+        """Draw the image's pending boxes (XYXY image pixels), dashed, under the prompts."""
+        self._pending.set_boxes(boxes)
+
+    @property
+    def pending_boxes(self) -> PendingBoxLayer:
+        """The pending-box items (``boxes``: what is drawn; ``items()``: the scene items)."""
+        return self._pending
 
     def set_message(self, text: str | None) -> None:
         """Show ``text`` centred over the canvas (``None`` or "" hides it)."""

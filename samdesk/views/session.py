@@ -42,6 +42,7 @@ from samdesk.project import Project, ProjectEvent
 from samdesk.views.candidates import Candidate, distinct
 from samdesk.views.image_loader import ImageLoader
 from samdesk.views.qtutil import guarded
+from samdesk.views.session_boxes import BoxesToMasks
 from samdesk.views.session_images import PREFETCH_AHEAD, ImageOpening  # noqa: F401 (re-exported)
 from samdesk.views.session_layers import LayerEdits
 
@@ -55,7 +56,7 @@ def _display(path: Path) -> np.ndarray:
     return load_display(path, DISPLAY_MAX_SIDE)[0]
 
 
-class Session(ImageOpening, LayerEdits, QObject):
+class Session(ImageOpening, BoxesToMasks, LayerEdits, QObject):
     """The current image, prompts, candidates, selection and default label."""
 
     image_changed = Signal(int)  # image id (its pixels may still be loading)
@@ -106,12 +107,14 @@ class Session(ImageOpening, LayerEdits, QObject):
         client.embedding_state.connect(self._on_embedding)
         client.model_loaded.connect(self._on_model_loaded)
         client.failed.connect(self._on_failed)
+        self._init_boxes()
 
     def close(self) -> None:
         """Stop listening to the project and the client; wait for a decode in progress."""
         self._load_id += 1
         self._closed = True  # project events already queued are dropped
         self._loader.wait()
+        self._close_boxes()
         self._unsubscribe()
         for signal, slot in ((self.client.predicted, self._on_predicted),
                              (self.client.candidates, self._on_candidates),

@@ -34,6 +34,7 @@ class FakeClient(QObject):
     predicted = Signal(object)
     candidates = Signal(object)
     detected = Signal(object)
+    box_masks = Signal(object)
     embedding_state = Signal(object)
     model_loaded = Signal(object)
     failed = Signal(object)
