@@ -129,6 +129,10 @@ class MainWindow(QMainWindow):
               self._on("apply_hotkey", str(digit)), (str(digit),))
         for tool, text, key in TOOL_KEYS:
             a("tools", f"tool_{tool.value}", text, lambda t=tool: self.set_tool(t), (key,),
+        a("edit", "boxes", "Masks from pendin&g boxes (this image)",
+          self._on("boxes_to_masks"), ("G",))
+        a("edit", "boxes_all", "Masks from pending boxes (all images)",
+          self._on("boxes_to_masks", True), ("Shift+G",))
               checkable=True)
         a("tools", "brush_up", "Brush bigger", lambda: self._brush(BRUSH_STEP), ("]",))
         a("tools", "brush_down", "Brush smaller", lambda: self._brush(1 / BRUSH_STEP), ("[",))
