@@ -24,6 +24,8 @@ path with ``/labels/``; :func:`label_name` applies the same rule, so an
 image at ``images/x.jpg`` inside the project gets ``images/labels/x.txt``.
 Two images that would share a label file (``a.jpg`` and ``a.png``) keep
 their extension in the copy's name: ``a.jpg.jpg`` -> ``labels/a.jpg.txt``.
+A cancelled export keeps the images and label files already written but
+writes no ``data.yaml``, so it is never taken for the whole dataset.
 """
 
 from __future__ import annotations
@@ -88,6 +90,23 @@ def class_indices(labels: dict[int, Label]) -> dict[int, int]:
     return {label_id: index for index, label_id in enumerate(sorted(labels))}
 
 
+def closest_points(one: np.ndarray, other: np.ndarray, chunk: int = 1 << 22) -> tuple[int, int]:
+    """Indices ``(i, j)`` of the closest pair ``one[i]``, ``other[j]`` (``(N, 2)``, ``(M, 2)``),
+    the first such pair in row-major order as ``np.argmin`` over the N x M distances
+    finds it, computed a block of rows at a time (at most ``chunk`` distances in memory)."""
+    rows = max(1, chunk // max(len(other), 1))
+    best, found = np.inf, (0, 0)
+    for start in range(0, len(one), rows):
+        block = one[start:start + rows]
+        distance = ((block[:, None, :] - other[None, :, :]) ** 2).sum(-1)
+        flat = int(np.argmin(distance))
+        value = distance.flat[flat]
+        if value < best:
+            best = value
+            found = (start + flat // len(other), flat % len(other))
+    return found
+
+
 def merge_parts(parts: Sequence[Sequence[float]]) -> np.ndarray:
     """Join several polygons into one, as Ultralytics' ``merge_multi_segment`` does.
 
@@ -101,10 +120,9 @@ def merge_parts(parts: Sequence[Sequence[float]]) -> np.ndarray:
         return segments[0]
     ends: list[list[int]] = [[] for _ in segments]
     for i in range(1, len(segments)):
-        distance = ((segments[i - 1][:, None, :] - segments[i][None, :, :]) ** 2).sum(-1)
-        first, second = np.unravel_index(np.argmin(distance), distance.shape)
-        ends[i - 1].append(int(first))
-        ends[i].append(int(second))
+        first, second = closest_points(segments[i - 1], segments[i])
+        ends[i - 1].append(first)
+        ends[i].append(second)
     out: list[np.ndarray] = []
     last = len(segments) - 1
     for i, idx in enumerate(ends):  # forward: each part from its first connection
@@ -192,6 +210,8 @@ def export_yolo(project: Project, options: ExportOptions) -> ExportSummary:
         summary.files += [copy, target]
         summary.images += 1
         summary.annotations += len(lines)
+    if summary.cancelled:  # no data.yaml: a part of the images must not look like all
+        return summary
     yaml_path = out / DATA_YAML
     with atomic_file(yaml_path) as stream:
         stream.write(data_yaml(out, labels, project))

@@ -8,7 +8,9 @@ folder with ``images/`` and ``labels/`` and no YAML (names then come from a
   classes are ``class_0 .. class_{nc-1}``.
 * ``train``, ``val`` and ``test`` (each a folder, a ``.txt`` list of image
   paths, or a list of those) are found under ``path`` when that folder
-  exists, else beside the YAML (a dataset that was moved).
+  exists, else beside the YAML (a dataset that was moved); a ``../x`` that
+  does not exist is read as ``x``, as Ultralytics does (Roboflow writes
+  ``train: ../train/images`` beside ``train/``).
 * Each image's label file is found as Ultralytics finds it: the last
   ``/images/`` of its path becomes ``/labels/``, its suffix ``.txt``. Label
   files that no image leads to are read too, named by their path under
@@ -130,6 +132,8 @@ def _split_images(root: Path, entry: Any, key: str,
             problems.append((key, f"{value!r} is not a folder or file name"))
             continue
         place = root / value
+        if not place.exists() and value.startswith("../"):  # Roboflow: ../train/images
+            place = root / value[3:]
         if place.is_dir():
             out += [(p, p.relative_to(place).as_posix()) for p in _images_in(place)]
         elif place.is_file():

@@ -14,7 +14,7 @@ from samdesk.cli import main
 from samdesk.export import ExportError, ExportOptions, export
 from samdesk.export.detect import recognise
 from samdesk.export.polygons import mask_to_polygons
-from samdesk.export.yolo import merge_parts
+from samdesk.export.yolo import closest_points, merge_parts
 from samdesk.export.yolo_import import import_yolo
 from samdesk.project import Project
 from tests.export import stress_images
@@ -254,3 +254,46 @@ def test_a_moved_dataset_and_one_without_yaml_import(sample: Sample, tmp_path: P
     (layer,) = [a for a in project.annotations(b.id) if a.label_id == owl.id]
     assert summary.problems == [] and summary.labels_created == ["owl"]
     assert masks.area(layer.rle) == 10 * 10  # columns 0..9, rows 0..9 of 25x20
+
+
+def test_a_roboflow_layout_imports(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "leaf_01.jpg")
+    dataset = tmp_path / "roboflow"
+    for split in ("train", "valid"):
+        (dataset / split / "images").mkdir(parents=True)
+        (dataset / split / "labels").mkdir(parents=True)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(  # resized copy: fractions still fit
+        dataset / "train" / "images" / "leaf_01.jpg")
+    (dataset / "train" / "labels" / "leaf_01.txt").write_text(
+        "0 0.25 0.25 0.75 0.25 0.75 0.75 0.25 0.75\n", encoding="utf-8")
+    (dataset / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 1\nnames: ['leaf']\n",
+        encoding="utf-8")
+    with Project.open(folder) as project:
+        summary = import_yolo(project, dataset)
+        (layer,) = project.annotations()
+    assert summary.problems == [] and summary.images_matched == 1
+    assert masks.area(layer.rle) == 20 * 20
+
+
+def test_closest_points_in_blocks_match_one_argmin() -> None:
+    rng = np.random.default_rng(3)
+    one, other = rng.integers(0, 50, (300, 2)).astype(float), rng.integers(0, 50, (200, 2))
+    distance = ((one[:, None, :] - other[None, :, :]) ** 2).sum(-1)
+    expected = np.unravel_index(np.argmin(distance), distance.shape)  # many ties: the first
+    assert closest_points(one, other.astype(float), chunk=1000) == tuple(map(int, expected))
+
+
+def test_a_cancelled_export_writes_no_data_yaml(sample: Sample, tmp_path: Path) -> None:
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    summary = export(sample.project, "yolo", ExportOptions(out=tmp_path / "y", cancel=cancel))
+    assert summary.cancelled and summary.images == 2
+    assert not (tmp_path / "y" / "data.yaml").exists()
+    assert len(list((tmp_path / "y" / "labels").rglob("*.txt"))) == 2
