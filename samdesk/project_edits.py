@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from samdesk.history import HistoryEntry, Row
 
 UNSET: Any = object()
+_LABEL_ID_HIGH = "label_id_high"
+"""Meta key: the highest label id ever given in the project (ids are never reused)."""
 
 # Distinct, colour-blind-friendly-ish defaults (Okabe-Ito, then Tableau 10).
 PALETTE = (
@@ -96,8 +98,15 @@ class LabelsAndLayers:
             row = self._conn.execute("SELECT * FROM labels WHERE name=?", (name,)).fetchone()
         return rows.label(row) if row else None
 
-    def add_label(self, name: str, color: str | None = None, hotkey: str | None = None) -> Label:
-        """Create a label; colour and hotkey (1–9) default to the next free ones."""
+    def add_label(self, name: str, color: str | None = None, hotkey: str | None = None,
+                  label_id: int | None = None) -> Label:
+        """Create a label; colour and hotkey (1–9) default to the next free ones.
+
+        ``label_id`` asks for that id (an imported file's category id): a positive
+        integer no label has. Otherwise the label gets the next id never given in
+        this project, so an id once deleted (or undone) is not handed to another
+        class.
+        """
         name = name.strip()
         if not name:
             raise ProjectError("a label needs a name")
@@ -113,10 +122,26 @@ class LabelsAndLayers:
             if hotkey is None:
                 taken = {lab.hotkey for lab in existing}
                 hotkey = next((str(k) for k in range(1, 10) if str(k) not in taken), None)
-            label_id = self._next_id("labels")
+            label_id = self._label_id(label_id, existing)
             row = {"id": label_id, "name": name, "color": _check_color(color), "hotkey": hotkey}
             self._record("labels", label_id, None, row)
         return self.label(label_id)
+
+    def _label_id(self, wanted: int | None, existing: list[Label]) -> int:
+        """``wanted`` if it is free, else the next id never given; remembered (in the store's
+        meta table, outside the undo history) as the highest id given so far."""
+        found = self._conn.execute(f"SELECT value FROM meta WHERE key='{_LABEL_ID_HIGH}'"
+                                   ).fetchone()
+        high = max([int(found[0]) if found else 0, *(lab.id for lab in existing)])
+        if wanted is None:
+            wanted = high + 1
+        elif isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
+            raise ProjectError(f"label id {wanted!r} must be a positive integer")
+        elif (taken := next((lab for lab in existing if lab.id == wanted), None)) is not None:
+            raise ProjectError(f"label id {wanted} is already label {taken.name!r}")
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (_LABEL_ID_HIGH, str(max(high, wanted))))
+        return wanted
 
     def update_label(self, label_id: int, *, name: Any = UNSET, color: Any = UNSET,
                      hotkey: Any = UNSET) -> Label:

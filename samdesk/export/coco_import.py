@@ -5,9 +5,12 @@
   paths; a ``\\`` is a legal character of a Linux file name, so the name as
   it is comes first); failing that, by the longest unique tail of the path,
   down to the bare file name when only one project image has it.
-* Categories become labels by name: an existing label of that name is
-  reused (its colour kept); a new one takes the category's ``color``
+* Every category becomes a label, also one with no mask (:func:`category_labels`):
+  into a project without labels with the category's id, into one with labels
+  by name (an existing label of that name is reused, its colour kept; a new
+  name gets a new id). A new label takes the category's ``color``
   (``"#rrggbb"`` or ``[r, g, b]``) if it has one, else the next distinct colour.
+  The summary lists the mapping, file id -> project id.
 * Segmentations may be polygons, uncompressed RLE (list counts) or compressed
   RLE (str counts). ``score`` or ``attributes.score`` becomes the layer's score.
 * A mask already on the image with the same label and pixels is not added
@@ -42,7 +45,9 @@ from typing import TYPE_CHECKING
 
 from samdesk import masks
 from samdesk.annotations import RLE, ImageRecord
+from samdesk.errorlog import shorten
 from samdesk.export.coco_read import (
+    CocoCategory,
     CocoFile,
     CocoImage,
     read_coco,
@@ -78,6 +83,10 @@ class ImportSummary:
     boxes_skipped: int = 0
     """Box-only annotations already pending on their image, or already made into masks."""
     labels_created: list[str] = field(default_factory=list)
+    categories: list[tuple[int, int, str, str]] = field(default_factory=list)
+    """``(file category id, project label id, name, how)`` for every category, in file
+    order; ``how`` is "kept" (the file's id), "new", "existing" (a label of that name)
+    or "same name" (another category of the file has its name)."""
     problems: list[tuple[str, str]] = field(default_factory=list)
     nothing_matched: str | None = None
     """Set when no image of the file is in the project: why, in one line."""
@@ -88,6 +97,7 @@ class ImportSummary:
                f"{self.annotations_added} masks added, {len(self.labels_created)} new labels"]
         if self.nothing_matched is not None:
             out.append(self.nothing_matched)
+        out += self._category_lines()
         if self.duplicates_skipped:
             out.append(f"{self.duplicates_skipped} masks were already there and were not added")
         if self.boxes_added:
@@ -100,6 +110,22 @@ class ImportSummary:
         out += [printable(f"{item}: {reason}") for item, reason in self.problems[:MAX_LINES]]
         if len(self.problems) > MAX_LINES:
             out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
+        return out
+
+    def _category_lines(self) -> list[str]:
+        """One line when every category kept its id; else the mapping, one line each."""
+        if not self.categories:
+            return []
+        if all(file_id == label_id for file_id, label_id, _, _ in self.categories):
+            named = ", ".join(f"{file_id} {name!r}" for file_id, _, name, _ in self.categories)
+            return [printable(shorten(f"categories keep their ids: {named}", 300))]
+        said = {"kept": "kept", "new": "new label", "existing": "existing label",
+                "same name": "same name as another category"}
+        out = ["categories, file id -> project id:"]
+        out += [printable(f"  {file_id} -> {label_id} {name!r} ({said[how]})")
+                for file_id, label_id, name, how in self.categories[:MAX_LINES]]
+        if len(self.categories) > MAX_LINES:
+            out.append(f"  ... and {len(self.categories) - MAX_LINES} more categories")
         return out
 
 
@@ -305,34 +331,26 @@ def _size_problem(image: CocoImage, record: ImageRecord) -> str | None:
 def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
            summary: ImportSummary, report: _Progress) -> None:
     """Create labels and add masks (inside the caller's batch)."""
-    categories = {c.id: c for c in coco.categories}
-    label_ids: dict[str, int] = {}
+    label_ids = category_labels(project, coco.categories, summary)
     existing: dict[int, set[tuple[int | None, str]]] = {}
     boxes: dict[int, list[tuple[Box, int]]] = defaultdict(list)
     start = len(coco.annotations)
     for done, plan in enumerate(planned, start=1):
-        name = categories[plan.category_id].name
-        if name not in label_ids:
-            label = project.label_by_name(name)
-            if label is None:
-                color = categories[plan.category_id].color or _free_color(project)
-                label = project.add_label(name, color=color)
-                summary.labels_created.append(name)
-            label_ids[name] = label.id
+        label_id = label_ids[plan.category_id]
         if plan.rle is None:
             assert plan.box is not None
-            boxes[plan.image_id].append((plan.box, label_ids[name]))
+            boxes[plan.image_id].append((plan.box, label_id))
             report(start + done * start // len(planned))
             continue
         if plan.image_id not in existing:
             existing[plan.image_id] = {(a.label_id, masks.normalize(a.rle)["counts"])
                                        for a in project.annotations(plan.image_id)}
-        key = (label_ids[name], plan.rle["counts"])
+        key = (label_id, plan.rle["counts"])
         if key in existing[plan.image_id]:
             summary.duplicates_skipped += 1
         else:
             existing[plan.image_id].add(key)
-            project.add_annotation(plan.image_id, plan.rle, label_ids[name], score=plan.score,
+            project.add_annotation(plan.image_id, plan.rle, label_id, score=plan.score,
                                    prompts={"imported_from": summary.source.name})
             summary.annotations_added += 1
         report(start + done * start // len(planned))
@@ -341,6 +359,39 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
         summary.boxes_added += len(added)
         summary.boxes_skipped += len(pairs) - len(added)
     report(2 * start)
+
+
+def category_labels(project: Project, categories: list[CocoCategory],
+                    summary: ImportSummary) -> dict[int, int]:
+    """Make or find a label for every usable category (those with no mask included);
+    returns file category id -> project label id, listed in ``summary.categories``.
+
+    Into a project without labels every category keeps its id (one below 1, which
+    cannot be a label id, gets a new one after the others are made). Into one with
+    labels a name finds the label of that name, and a new name gets a new id. A name
+    the file gives two categories is one label.
+    """
+    usable = [c for c in categories if c.problem is None]
+    keep = not project.labels()
+    mapping: dict[int, int] = {}
+    hows: dict[int, str] = {}
+    by_name: dict[str, int] = {}
+    for category in sorted(usable, key=lambda c: keep and c.id < 1):  # kept ids first
+        label_id = by_name.get(category.name)
+        if label_id is not None:
+            how = "same name"
+        elif (label := project.label_by_name(category.name)) is not None:
+            label_id, how = label.id, "existing"
+        else:
+            wanted = category.id if keep and category.id >= 1 else None
+            color = category.color or _free_color(project)
+            label_id = project.add_label(category.name, color=color, label_id=wanted).id
+            summary.labels_created.append(category.name)
+            how = "kept" if label_id == category.id and keep else "new"
+        mapping[category.id] = by_name[category.name] = label_id
+        hows[category.id] = how
+    summary.categories = [(c.id, mapping[c.id], c.name, hows[c.id]) for c in usable]
+    return mapping
 
 
 def _box_only(segmentation: object) -> bool:
