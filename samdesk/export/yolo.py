@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 DATA_YAML = "data.yaml"
 DECIMALS = 6
+_FIXED = f"{{:.{DECIMALS}f}}"
 
 
 def label_name(name: str) -> str:
@@ -98,7 +99,9 @@ def closest_points(one: np.ndarray, other: np.ndarray, chunk: int = 1 << 22) -> 
     best, found = np.inf, (0, 0)
     for start in range(0, len(one), rows):
         block = one[start:start + rows]
-        distance = ((block[:, None, :] - other[None, :, :]) ** 2).sum(-1)
+        dx = block[:, 0, None] - other[None, :, 0]
+        dy = block[:, 1, None] - other[None, :, 1]
+        distance = dx * dx + dy * dy
         flat = int(np.argmin(distance))
         value = distance.flat[flat]
         if value < best:
@@ -143,8 +146,8 @@ def merge_parts(parts: Sequence[Sequence[float]]) -> np.ndarray:
 
 def polygon_line(class_index: int, points: np.ndarray, width: int, height: int) -> str:
     """``class x1 y1 ...`` with ``points`` ``(N, 2)`` pixels divided by the image size."""
-    scaled = points / np.asarray([width, height], dtype=np.float64)
-    return " ".join([str(class_index), *(f"{v:.{DECIMALS}f}" for v in scaled.ravel())])
+    scaled = (points / np.asarray([width, height], dtype=np.float64)).ravel().tolist()
+    return " ".join([str(class_index), *map(_FIXED.format, scaled)])
 
 
 def image_lines(work: ImageWork, classes: dict[int, int]) -> tuple[list[str], int, int]:
