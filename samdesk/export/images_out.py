@@ -130,11 +130,12 @@ class ImagesOut:
         """Write (copy, link) or check (none) one image; False when it cannot be read now
         (it is then named in ``summary.skipped_images`` and left out of the export)."""
         source = self.project.image_file(record)
+        target = self.folder / image_name(record)
         try:
             with images.opened(source) as image:
                 orientation = images.recorded_orientation(image)
                 turned = None
-                if orientation != 1 and self.mode != "none":
+                if orientation != 1 and self.mode != "none" and not _made_from(target, source):
                     turned = _upright_file(image)
         except ImageReadError as exc:
             self.summary.skipped_images.append((record.path, exc.reason))
@@ -143,11 +144,12 @@ class ImagesOut:
             self.summary.turned.append((record.path, orientation))
         if self.mode == "none":
             return True
-        target = self.folder / image_name(record)
         self._folder_ready(target.parent)
         fresh = not target.exists()
-        if turned is not None:
-            self._write_turned(turned, target)
+        if orientation != 1:
+            if turned is not None:  # else the upright copy of an earlier export is current
+                self._write_turned(turned, target)
+                _same_time(source, target)
             self.summary.images_written["copied"] += 1
             self.summary.images_written["turned upright"] += 1
         else:
@@ -196,21 +198,11 @@ class ImagesOut:
 
     def _copy(self, source: Path, target: Path) -> None:
         """Byte copy, kept when the copy there has the source's size and time already."""
-        stat = os.stat(source)
-        try:
-            there = os.stat(target)
-        except OSError:
-            there = None
-        if (there is not None and there.st_size == stat.st_size
-                and there.st_mtime_ns == stat.st_mtime_ns
-                and not os.path.samefile(source, target)):  # a link is made a copy
+        if _made_from(target, source) and os.path.getsize(target) == os.path.getsize(source):
             return
         with open(source, "rb") as reading, atomic_file(target, "wb", durable=False) as stream:
             shutil.copyfileobj(reading, stream, _COPY_CHUNK)
-        try:
-            os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        except OSError:
-            pass  # the copy is good; only the quick check of the next export is lost
+        _same_time(source, target)
 
     def _link(self, source: Path, target: Path) -> bool:
         """Hard-link ``target`` to ``source``; False when no link can be made here."""
@@ -236,6 +228,26 @@ class ImagesOut:
             temp.unlink(missing_ok=True)
             raise write_error(exc, target) from exc
         return True
+
+
+def _made_from(target: Path, source: Path) -> bool:
+    """Whether ``target`` is a file an earlier export wrote from ``source`` as it is now:
+    another file (not a link to it) with the source's modification time."""
+    try:
+        there, stat = os.stat(target), os.stat(source)
+    except OSError:
+        return False
+    return there.st_mtime_ns == stat.st_mtime_ns and (there.st_dev, there.st_ino) != (
+        stat.st_dev, stat.st_ino)
+
+
+def _same_time(source: Path, target: Path) -> None:
+    """Give ``target`` the source's times: the next export's quick check."""
+    try:
+        stat = os.stat(source)
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    except OSError:
+        pass  # the copy is good; only the quick check of the next export is lost
 
 
 def _upright_file(image: Image.Image) -> tuple[Image.Image, str, dict[str, Any]]:

@@ -197,3 +197,19 @@ def test_an_images_folder_onto_the_project_is_refused_before_anything_is_written
         summary = export(other, "coco-rle", ExportOptions(out=dataset.parent / "instances.json",
                                                           images="none"))
         assert summary.turned == [("p.jpg", 6)]
+
+
+def test_exporting_again_rewrites_only_images_that_changed(project: Project,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "again.json"
+    export(project, "coco-rle", ExportOptions(out=out))
+    written = tmp_path / "images"
+    kept = {name: os.stat(written / name).st_ino for name in ("phone.jpg", "sub/x.png")}
+    export(project, "coco-rle", ExportOptions(out=out))
+    assert {name: os.stat(written / name).st_ino for name in kept} == kept  # not written again
+    source = project.folder / "sub" / "x.png"
+    Image.new("RGB", (30, 20), (9, 9, 9)).save(source)  # the same size, other pixels
+    project.rescan()
+    export(project, "coco-rle", ExportOptions(out=out))
+    assert (written / "sub" / "x.png").read_bytes() == source.read_bytes()
+    assert os.stat(written / "phone.jpg").st_ino == kept["phone.jpg"]
