@@ -77,7 +77,8 @@ def run_batch(args: argparse.Namespace) -> int:
     elif args.detector_checkpoint is not None:
         detector_name, detector_path = (args.detector or checkpoints.DEFAULT_DETECTOR,
                                         args.detector_checkpoint)
-    else:
+    else:  # the text extra missing is said before a missing checkpoint (no 700 MB fetch first)
+        packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
         spec, detector_path = checkpoints.resolve_detector(args.detector)
         detector_name = spec.name
     if not args.server:
