@@ -17,7 +17,8 @@ aside (``photos/cat.png`` -> ``photos/cat.jpg``; ``a.jpg.png`` -> ``a.jpg``),
 or named by the sidecar's ``image``. A PNG must have the image's upright size.
 Class names become labels by name (existing ones reused); the names of the
 folder's table (``labels.txt``...) are made first, in value order, classes
-without a mask included. A new label takes the table's colour, else the PNG's
+without a mask included, and into a project without labels value *v* becomes
+label id *v* (the summary prints the mapping). A new label takes the table's colour, else the PNG's
 palette colour. A mask already on the image with the same label and pixels is not
 added again. Each PNG, index or class that cannot be imported is reported and
 the rest imported.
@@ -92,9 +93,15 @@ def import_png(project: Project, source: str | Path,
         return summary
     with project.batch(f"Import {summary.source.name}"):
         label_ids: dict[str, int | None] = {}
+        keep = not project.labels()
         for value, name in sorted(folder.names.items()):  # the table's order, empty ones too
             if name.strip() and name.strip() not in SKIPPED_NAMES:
-                _label_id(project, name, folder.colors.get(value), label_ids, summary)
+                made = len(summary.labels_created)
+                label_id = _label_id(project, name, folder.colors.get(value), label_ids,
+                                     summary, value if keep and value >= 1 else None)
+                if label_id is not None:
+                    how = "new" if len(summary.labels_created) > made else "existing"
+                    summary.categories.append((value, label_id, name.strip(), how))
         for done, (png, record) in enumerate(matched, start=1):
             try:
                 planned = _masks_of(png, project.ensure_image_info(record.id), folder,
@@ -263,9 +270,9 @@ def _add(project: Project, image_id: int, planned: Planned, label_ids: dict[str,
 
 
 def _label_id(project: Project, name: str, color: str | None, label_ids: dict[str, int | None],
-              summary: ImportSummary) -> int | None:
-    """The id of the label named ``name``, made when there is none (None: the name cannot
-    be a label, reported once)."""
+              summary: ImportSummary, wanted: int | None = None) -> int | None:
+    """The id of the label named ``name``, made when there is none (with id ``wanted``
+    when that is free); None when the name cannot be a label (reported once)."""
     name = name.strip()
     if name not in label_ids:
         problem = "an empty name" if not name else label_name_problem(name)
@@ -277,7 +284,7 @@ def _label_id(project: Project, name: str, color: str | None, label_ids: dict[st
         label = project.label_by_name(name)
         if label is None:
             valid = color if color is not None and _COLOR.fullmatch(color) else None
-            label = project.add_label(name, color=valid)
+            label = project.add_label(name, color=valid, label_id=wanted)
             summary.labels_created.append(name)
         label_ids[name] = label.id
     return label_ids[name]

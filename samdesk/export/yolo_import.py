@@ -13,8 +13,8 @@ relative path, suffix aside, is that name (or ends with it:
 * A line ``class cx cy w h`` is a detection box: it becomes a pending box on
   its image (a segmenter makes its mask later).
 * Every class of ``names`` becomes a label of that name, in class order (an
-  existing label of that name is used), so a project with no labels gets
-  label ids ``class + 1``.
+  existing label of that name is used); a project with no labels gets label
+  ids ``class + 1``. The summary prints the mapping.
 * A mask already on the image with the same label and pixels is not added
   again: importing twice changes nothing.
 
@@ -178,8 +178,11 @@ def _nothing_matched(project: Project, dataset: YoloDataset) -> str:
 
 def _labels(project: Project, dataset: YoloDataset, summary: ImportSummary) -> list[int | None]:
     """Label id of each class index (None: the class cannot be a label), creating
-    labels in class order."""
+    labels in class order: into a project without labels, class ``c`` gets label id
+    ``c + 1``. The mapping goes into ``summary.categories``."""
+    keep = not project.labels()
     out: list[int | None] = []
+    made: set[str] = set()
     for index, name in enumerate(dataset.names):
         name = name.strip()
         problem = "an empty name" if not name else label_name_problem(name)
@@ -189,8 +192,13 @@ def _labels(project: Project, dataset: YoloDataset, summary: ImportSummary) -> l
             continue
         label = project.label_by_name(name)
         if label is None:
-            label = project.add_label(name)
+            label = project.add_label(name, label_id=index + 1 if keep else None)
             summary.labels_created.append(name)
+            made.add(name)
+            how = "new"
+        else:
+            how = "same name" if name in made else "existing"
+        summary.categories.append((index, label.id, name, how))
         out.append(label.id)
     return out
 

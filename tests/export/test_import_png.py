@@ -127,6 +127,8 @@ def test_voc_objects_with_their_class_map_give_one_mask_per_object(tmp_path: Pat
         layers = project.annotations()
         names = {lab.id: lab.name for lab in project.labels()}
     assert summary.problems == []
+    assert names[15] == "person" and names[12] == "dog"  # value v is label id v
+    assert summary.lines()[1].startswith("categories keep their ids: 1 'aeroplane'")
     assert [names[a.label_id] for a in layers] == ["person", "person", "dog"]
     assert [masks.area(a.rle) for a in layers] == [9 * 18, 17 * 20, 24 * 23]  # 255 left out
     assert list(names.values()) == list(VOC_CLASSES[1:])  # every VOC class, in value order

@@ -125,6 +125,10 @@ def test_round_trip_keeps_what_a_polygon_holds(stress: Stress, tmp_path: Path) -
         assert summary.problems == [] and summary.annotations_added == 6
         assert [lab.name for lab in project.labels()] == list(stress_images.NAMES)
         assert [lab.id for lab in project.labels()] == [1, 2, 3]  # class + 1
+        assert summary.lines()[1:5] == ["categories, file id -> project id:",
+                                        "  0 -> 1 'red car' (new label)",
+                                        "  1 -> 2 'chien à poils' (new label)",
+                                        "  2 -> 3 '猫' (new label)"]
         got = {}
         for record in project.images():
             originals = [k for k in stress.masks
