@@ -84,6 +84,14 @@ def test_summary_says_how_many_masks_lost_their_holes(stress: Stress, tmp_path: 
             "hole (coco-rle and png-instance keep them)") in summary.lines()  # donut, borders
 
 
+@pytest.fixture
+def ultralytics_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ultralytics writes its settings under YOLO_CONFIG_DIR when first imported: not $HOME."""
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+
+
+@pytest.mark.usefixtures("ultralytics_home")
 def test_parts_are_merged_as_ultralytics_merges_them() -> None:
     converter = pytest.importorskip(
         "ultralytics.data.converter", reason="ultralytics is not installed (the test extra)")
@@ -94,10 +102,9 @@ def test_parts_are_merged_as_ultralytics_merges_them() -> None:
     assert np.array_equal(merge_parts(polygons), theirs)
 
 
+@pytest.mark.usefixtures("ultralytics_home")
 def test_ultralytics_reads_the_dataset(stress: Stress, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
     utils = pytest.importorskip("ultralytics.data.utils",
                                 reason="ultralytics is not installed (the test extra)")
     from ultralytics.data.dataset import YOLODataset
