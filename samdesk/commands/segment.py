@@ -284,11 +284,13 @@ def _load_detector(args: argparse.Namespace, steps: Steps) -> Any:
         raise UsageError("--text cannot be combined with --points, --negative or --box")
     if not args.text.strip():
         raise UsageError("--text is empty: name the objects, e.g. \"car . person\"")
+    if args.server:  # the server's detector: no local package needed
+        name, path = server_model(args, "detector", args.detector), None
+        with steps.step(f"loading {name}"):
+            return loading.load_model(name, path, args.device)
     # the text extra missing is said before a missing checkpoint (no 700 MB fetch first)
     packages.require(registry.get_spec(args.detector or checkpoints.DEFAULT_DETECTOR).family)
-    if args.server:
-        name, path = server_model(args, "detector", args.detector), None
-    elif args.detector_checkpoint is not None:
+    if args.detector_checkpoint is not None:
         name, path = args.detector or checkpoints.DEFAULT_DETECTOR, args.detector_checkpoint
     else:
         spec, path = checkpoints.resolve_detector(args.detector)

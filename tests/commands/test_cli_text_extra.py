@@ -64,3 +64,11 @@ def test_batch_text_names_the_extra_and_adds_nothing(base_install, photo, capsys
     assert LINE in one_line(capsys.readouterr().err)
     with Project.open(folder) as project:
         assert len(project.annotations()) == before == 0
+
+
+def test_a_servers_detector_needs_no_local_extra(base_install, photo, tmp_path, capsys):
+    # nothing listens on port 1: the run fails on the server, never on the local extra
+    code = main(["segment", str(photo), "--text", "car", "--server", "http://127.0.0.1:1",
+                 "--detector", "groundingdino_swint_ogc", "--out", str(tmp_path / "x.json")])
+    err = one_line(capsys.readouterr().err)
+    assert code == 2 and "samdesk[text]" not in err and "127.0.0.1:1" in err, err
