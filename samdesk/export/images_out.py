@@ -256,12 +256,14 @@ def _upright_file(image: Image.Image) -> tuple[Image.Image, str, dict[str, Any]]
     orientation tag removed, ICC profile and other EXIF kept."""
     fmt = image.format or "PNG"
     pending = images.pending_orientation(image)
+    image.load()  # first: a TIFF this Pillow turns itself reads its own tag while loading
     params: dict[str, Any] = {}
     if icc := image.info.get("icc_profile"):
         params["icc_profile"] = icc
     if dpi := image.info.get("dpi"):
         params["dpi"] = dpi
-    exif = image.getexif()
+    exif = Image.Exif()  # a copy: the image's own is left as it is
+    exif.load(image.getexif().tobytes())
     exif.pop(_ORIENTATION_TAG, None)
     if fmt in ("JPEG", "MPO"):
         fmt = "JPEG"
@@ -278,6 +280,5 @@ def _upright_file(image: Image.Image) -> tuple[Image.Image, str, dict[str, Any]]
         params["transparency"] = image.info["transparency"]
     if fmt != "TIFF" and len(exif):
         params["exif"] = exif.tobytes()
-    image.load()
     picture = images.turn_upright(image, pending)
     return (image.copy() if picture is image else picture), fmt, params

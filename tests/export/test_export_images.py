@@ -213,3 +213,49 @@ def test_exporting_again_rewrites_only_images_that_changed(project: Project,
     export(project, "coco-rle", ExportOptions(out=out))
     assert (written / "sub" / "x.png").read_bytes() == source.read_bytes()
     assert os.stat(written / "phone.jpg").st_ino == kept["phone.jpg"]
+
+
+KINDS = {  # name -> (mode, largest difference from the upright source: 0 is lossless)
+    "rgba.png": ("RGBA", 0), "palette.png": ("P", 0), "gray16.png": ("I;16", 0),
+    "cmyk.jpg": ("CMYK", 12), "gray.jpg": ("L", 12), "photo.webp": ("RGB", 0),
+    "scan.tif": ("RGB", 0),
+}
+
+
+def test_every_kind_of_turned_file_is_written_upright_in_its_own_format(tmp_path: Path) -> None:
+    folder = tmp_path / "kinds"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (20, 30, 3), np.uint8)
+    pictures = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., 0]])),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "gray16.png": Image.fromarray(rng.integers(0, 65535, (20, 30), np.uint16)),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "gray.jpg": Image.fromarray(rgb).convert("L"),
+        "photo.webp": Image.fromarray(rgb),
+        "scan.tif": Image.fromarray(rgb),
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker"  # the rest of the EXIF is kept
+    for name, picture in pictures.items():
+        if name.endswith(".tif"):
+            picture.save(folder / name, tiffinfo={0x0112: 6})
+        else:
+            picture.save(folder / name, exif=exif)
+    with Project.open(folder) as project:
+        summary = export(project, "coco-rle", ExportOptions(out=tmp_path / "k.json"))
+    assert summary.images_written == {"copied": 7, "turned upright": 7}
+    for name, (mode, worst) in KINDS.items():
+        copy = tmp_path / "images" / name
+        with Image.open(copy) as opened:
+            assert opened.mode == mode, name
+            tags = opened.tag_v2 if opened.format == "TIFF" else opened.getexif()
+            assert tags.get(0x0112) is None, name
+            if not name.endswith(".tif"):
+                assert opened.getexif().get(0x010F) == "PhoneMaker", name
+        upright = images.load_rgb(folder / name)
+        assert upright.shape == (30, 20, 3)
+        difference = np.abs(images.load_rgb(copy).astype(int) - upright).max()
+        assert difference <= worst, name
