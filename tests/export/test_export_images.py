@@ -259,3 +259,33 @@ def test_every_kind_of_turned_file_is_written_upright_in_its_own_format(tmp_path
         assert upright.shape == (30, 20, 3)
         difference = np.abs(images.load_rgb(copy).astype(int) - upright).max()
         assert difference <= worst, name
+
+
+def test_link_across_file_systems_copies_instead(project: Project, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def cross_device(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr("samdesk.export.images_out.os.link", cross_device)
+    summary = export(project, "coco-rle", ExportOptions(out=tmp_path / "x.json", images="link"))
+    assert summary.images_written == {"copied": 4, "turned upright": 2}
+    copy, source = tmp_path / "images" / "sub" / "x.png", project.folder / "sub" / "x.png"
+    assert copy.read_bytes() == source.read_bytes()
+    assert os.stat(copy).st_ino != os.stat(source).st_ino
+
+
+def test_a_mask_png_that_would_land_on_an_image_copy_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "clash"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(folder / "a.png")  # copied to OUT/images/a.png
+    Image.new("RGB", (4, 4)).save(folder / "images" / "a.jpg")  # its mask: OUT/images/a.png
+    out = tmp_path / "out"
+    with Project.open(folder) as project:
+        with pytest.raises(ExportError, match=r"out/images/a\.png: would be both a file of the "
+                                              r"export and the copy of a\.png"):
+            export(project, "png-instance", ExportOptions(out=out))
+        assert not out.exists()
+        summary = export(project, "png-instance", ExportOptions(out=out, images="none"))
+        assert summary.images == 2
