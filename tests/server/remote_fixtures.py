@@ -51,11 +51,15 @@ class Served:
 
 
 @contextlib.contextmanager
-def served_sam(tmp_path: Path, api_key: str | None = None) -> Iterator[Served]:
-    """A tiny SAM served in process; the remote engine's client for :data:`URL` is set."""
+def served_sam(tmp_path: Path, api_key: str | None = None,
+               also: dict[str, Path] | None = None) -> Iterator[Served]:
+    """A tiny SAM served in process; the remote engine's client for :data:`URL` is set.
+
+    ``also``: more registered models to serve, name -> checkpoint.
+    """
     checkpoint = make_sam_checkpoint(tmp_path / "tiny_sam.pth")
     with registered_test_model("sam", "tiny") as spec:
-        settings = ServerSettings(models={spec.name: checkpoint}, device="cpu",
+        settings = ServerSettings(models={spec.name: checkpoint, **(also or {})}, device="cpu",
                                   api_keys=(api_key,) if api_key else ())
         app = create_app(settings)
         served: Served | None = None

@@ -10,6 +10,7 @@ Qt-free.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 from samdesk.errors import SamdeskError
 from samdesk.imagefiles import content_hash
 from samdesk.inference.engines.base import Box, Prompts
-from samdesk.inference.models.registry import MODELS, SEGMENTER
+from samdesk.inference.models.registry import MODELS, REMOTE_PREFIX, SEGMENTER, get_spec
 from samdesk.inference.worker.results import (
     BoxMasks,
     CandidateKey,
@@ -93,6 +94,9 @@ class SetModel:
     @property
     def slot(self) -> str:
         """``"segmenter"`` or ``"detector"``: the engine this request replaces."""
+        if self.name.startswith(REMOTE_PREFIX):  # server:URL#MODEL: the kind of MODEL
+            with contextlib.suppress(SamdeskError):
+                return get_spec(self.name).kind
         spec = MODELS.get(self.name)
         return spec.kind if spec is not None else SEGMENTER
 
