@@ -73,7 +73,17 @@ def _row(spec: registry.ModelSpec) -> tuple[str, str, str, str, str]:
     return spec.name, spec.title, status, format_bytes(size), str(path)
 
 
+def _note_missing_packages(name: str) -> None:
+    """Say on stderr, before anything is downloaded, when the model cannot run here yet."""
+    from samdesk.inference.engines import packages
+
+    missing = packages.missing(registry.get_spec(name).family)
+    if missing is not None:
+        print(f"note: {name}: {missing}", file=sys.stderr)
+
+
 def run_fetch(args: argparse.Namespace) -> int:
+    _note_missing_packages(args.name)
     files = checkpoints.fetch_model(
         args.name, url=args.url, bert_url=args.bert_url, force=args.force, stream=sys.stderr
     )
@@ -88,4 +98,5 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_add(args: argparse.Namespace) -> int:
     path = checkpoints.add(args.name, args.file, force=args.force)
     print(f"registered {args.name}: {path}")
+    _note_missing_packages(args.name)
     return 0

@@ -72,3 +72,13 @@ def test_a_servers_detector_needs_no_local_extra(base_install, photo, tmp_path, 
                  "--detector", "groundingdino_swint_ogc", "--out", str(tmp_path / "x.json")])
     err = one_line(capsys.readouterr().err)
     assert code == 2 and "samdesk[text]" not in err and "127.0.0.1:1" in err, err
+
+
+def test_fetching_the_detector_first_says_it_cannot_run_without_the_extra(
+        base_install, tmp_path, capsys):
+    # said before the download starts (here one that fails at once: nothing listens)
+    code = main(["models", "fetch", "groundingdino_swint_ogc",
+                 "--url", "http://127.0.0.1:1/groundingdino_swint_ogc.pth"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert lines[0] == f"note: groundingdino_swint_ogc: {LINE}"
