@@ -12,7 +12,8 @@ Routers: Roboflow-compatible ``/sam/*`` and ``/sam2/*``
 (:mod:`~samdesk.server.routes_segmind`), ``/grounded_sam/segment_image``
 (:mod:`~samdesk.server.routes_text`), and samdesk's own routes
 (:mod:`~samdesk.server.routes_native`) when that module exists. OpenAPI at
-``/docs``. Bodies over ``--max-body-mb`` get 413 before any route runs.
+``/docs``. Bodies over ``--max-body-mb`` get 413 before any route runs; answers
+over 1 kB are gzip-compressed for clients that accept it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.gzip import GZipMiddleware
 
 from samdesk.server import errors
 from samdesk.server.scheduler import Loader, Scheduler
@@ -119,5 +121,8 @@ def create_app(settings: ServerSettings, loader: Loader | None = None,
         if importlib.util.find_spec(name) is None:
             continue
         app.include_router(importlib.import_module(name).router)
+    # answers over 1 kB go gzip-compressed to clients that accept it (httpx, requests, curl
+    # --compressed): a 12 MP mask's RLE shrinks to about a third
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=5)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -16,6 +16,8 @@ from samdesk.server.errors import ApiError
 from samdesk.server.scheduler import scope_of
 from samdesk.server.settings import ServerSettings
 
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
 
 def sent_key(request: Request, body_key: str | None = None) -> str | None:
     """The API key a request carries, wherever it carries it; ``None`` if none."""
@@ -38,7 +40,7 @@ def authorize(request: Request, body_key: str | None = None) -> str:
     if settings.api_keys:
         if key is None:
             raise ApiError(401, "missing API key: send it as x-api-key, "
-                                "Authorization: Bearer KEY or api_key")
+                                "Authorization: Bearer KEY or api_key", _CHALLENGE)
         if not any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
-            raise ApiError(401, "wrong API key")
+            raise ApiError(401, "wrong API key", _CHALLENGE)
     return scope_of(key)

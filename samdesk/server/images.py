@@ -73,6 +73,8 @@ def fetch_url(url: str, settings: ServerSettings, field: str = "image.value") ->
 def image_bytes(image: Any, settings: ServerSettings, field: str = "image") -> bytes:
     """The file bytes of a request's image: ``{type, value}`` or a bare base64 string."""
     if isinstance(image, str):
+        if image.startswith(("http://", "https://")):  # Segmind takes a URL or base64
+            return fetch_url(image, settings, field)
         return b64_bytes(image, field)
     kind = getattr(image, "type", None) or "base64"
     value = getattr(image, "value", None)

@@ -123,6 +123,8 @@ def test_json_format_answers_outer_polygons_around_every_part_of_the_mask(client
         {"points": [{"x": 100, "y": 100, "positive": True}]}]}}
     answer = client.post("/sam2/segment_image", json=body)
     assert answer.status_code == 200, answer.text
+    assert answer.headers["content-encoding"] == "gzip"  # answers over 1 kB are compressed
+    assert int(answer.headers["content-length"]) < len(answer.content)
     prediction = answer.json()["predictions"][0]
     assert prediction["format"] == "json"
     assert 0.0 <= prediction["confidence"] <= 1.5

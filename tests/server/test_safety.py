@@ -69,6 +69,7 @@ def test_missing_or_wrong_key_is_401_and_every_seed_way_of_sending_it_works(sam2
         missing = client.post("/sam2/embed_image", json=body)
         assert missing.status_code == 401
         assert missing.json()["error"].startswith("missing API key")
+        assert missing.headers["www-authenticate"] == "Bearer"
         wrong = client.post("/sam2/embed_image", json=body, headers={"x-api-key": "nope"})
         assert (wrong.status_code, wrong.json()) == (401, {"error": "wrong API key"})
         assert client.post("/sam2/embed_image", json=body,
@@ -158,6 +159,9 @@ def test_image_urls_are_refused_unless_the_host_is_allowed(sam2_name, image_host
         assert refused.json()["error"] == (
             "image.value: fetching images from 127.0.0.1 is not allowed "
             "(start the server with --allow-url-host 127.0.0.1)")
+        segmind = client.post("/v1/sam-v2-image", json={"image": image_host,
+                                                        "coordinates": "[10,10]"})
+        assert segmind.status_code == 403 and "--allow-url-host" in segmind.json()["error"]
     with make_client(sam2_name, allow_url_hosts=("127.0.0.1",)) as client:
         fetched = client.post("/sam2/embed_image", json=body)
         assert fetched.status_code == 200, fetched.text
