@@ -10,12 +10,12 @@ package installed, the route answers 501 saying so.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
 
+from samdesk.inference.engines import packages
 from samdesk.inference.engines.base import Prompts
 from samdesk.server import formats, images, served
 from samdesk.server.common import Context
@@ -26,18 +26,22 @@ from samdesk.server.responses import GroundedPrediction, GroundedSamResponse
 router = APIRouter()
 
 
-def detector_installed() -> bool:
-    """Whether the ``groundingdino`` package can be imported."""
-    return importlib.util.find_spec("groundingdino") is not None
+def detector_missing() -> str | None:
+    """What the text detector lacks here (the ``text`` extra), one line; None if nothing."""
+    return packages.missing("groundingdino")
+
+
+def _require_detector() -> None:
+    problem = detector_missing()
+    if problem is not None:
+        raise ApiError(501, f"this server cannot read text prompts: {problem}")
 
 
 def find_objects(ctx: Context, rgb: np.ndarray, data: bytes, text: str, model: str,
                  threshold: float = 0.3, text_threshold: float | None = None,
                  detector: str | None = None) -> list[dict[str, Any]]:
     """Each object ``text`` names: ``{mask, box, phrase, score, confidence}``, best first."""
-    if not detector_installed():
-        raise ApiError(501, "text prompts need the GroundingDINO package, which is not "
-                            "installed on this server (pip install 'samdesk[text]')")
+    _require_detector()
     name = served.detector(ctx.settings, detector)
     found = ctx.scheduler.detect(name, rgb, text, threshold,
                                  0.25 if text_threshold is None else text_threshold)
@@ -66,9 +70,7 @@ def find_objects(ctx: Context, rgb: np.ndarray, data: bytes, text: str, model: s
 def grounded_sam(body: GroundedSamRequest, request: Request, response: Response) -> object:
     """Masks of the objects a phrase names ("car . person")."""
     ctx = Context.of(request, body, response)
-    if not detector_installed():
-        raise ApiError(501, "text prompts need the GroundingDINO package, which is not "
-                            "installed on this server (pip install 'samdesk[text]')")
+    _require_detector()
     model = served.any_segmenter(ctx.settings, body.sam2_version_id)
     data, rgb = ctx.image(body.image)
     objects = find_objects(ctx, rgb, data, body.prompt, model, body.threshold,

@@ -98,12 +98,15 @@ def test_segmind_bad_coordinates_are_one_line(client, rgb):
 
 
 def test_text_route_without_groundingdino_says_so(client, rgb, monkeypatch):
-    monkeypatch.setattr(routes_text, "detector_installed", lambda: False)
+    monkeypatch.setattr(routes_text, "detector_missing",
+                        lambda: "the text detector needs `pip install samdesk[text]` "
+                                "(GroundingDINO); groundingdino-py is not installed")
     answer = client.post("/grounded_sam/segment_image",
                          json={"image": png_b64(rgb), "prompt": "cat"})
     assert answer.status_code == 501
-    assert "GroundingDINO" in answer.json()["error"]
-    assert "samdesk[text]" in answer.json()["error"]
+    assert answer.json() == {"error": "this server cannot read text prompts: the text detector "
+                                      "needs `pip install samdesk[text]` (GroundingDINO); "
+                                      "groundingdino-py is not installed"}
 
 
 @pytest.fixture
