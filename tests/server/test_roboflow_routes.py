@@ -244,3 +244,12 @@ def test_the_openapi_page_lists_every_route(client):
     for route in ("/sam/embed_image", "/sam/segment_image", "/sam2/embed_image",
                   "/sam2/segment_image", "/v1/sam-v2-image", "/grounded_sam/segment_image"):
         assert route in paths
+
+
+def test_a_cached_image_id_wins_over_the_image_sent_with_it(client, embedded, sam2_reference):
+    other = np.zeros((50, 60, 3), np.uint8)  # never encoded: the cached photo answers
+    body = {"image": {"type": "base64", "value": png_b64(other)}, "image_id": embedded,
+            "format": "rle", "prompts": [{"points": [{"x": 100, "y": 100}]}]}
+    (mask,) = rle_masks(client.post("/sam2/segment_image", json=body))
+    assert mask.shape == (240, 320)
+    assert np.array_equal(mask, best_reference(sam2_reference, [[100, 100]], [1]))
