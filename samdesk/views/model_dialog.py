@@ -259,8 +259,9 @@ class ModelDialog(QDialog):
 
     def _finished(self, text: str) -> None:
         if self.job is not None:
+            # no deleteLater: the job is the dialog's child and goes with it; a
+            # deferred delete still pending when the dialog is deleted crashed Qt
             self.job.wait()
-            self.job.deleteLater()
             self.job = None
         self.progress.hide()
         self.fetch_button.setEnabled(True)
@@ -321,6 +322,5 @@ class ModelDialog(QDialog):
             job.succeeded.disconnect()
             job.failed.disconnect()
             job.cancel()
-            job.wait()
-            job.deleteLater()
+            job.wait()  # the job is a child of the dialog and is deleted with it
         super().done(result)
