@@ -30,7 +30,13 @@ from samdesk.views.help_overlay import HelpOverlay
 from samdesk.views.images_dock import ImagesDock
 from samdesk.views.labels_dock import LabelsDock
 from samdesk.views.layers_dock import LayerRow, LayersDock
-from samdesk.views.model_dialog import ModelChoice, ModelDialog, load_choice, save_choice
+from samdesk.views.model_dialog import (
+    ModelChoice,
+    ModelDialog,
+    apply_server,
+    load_choice,
+    save_choice,
+)
 from samdesk.views.qtutil import add_error_sink, guard, guarded
 from samdesk.views.session import Session
 from samdesk.views.status import StatusBar
@@ -383,6 +389,7 @@ class MainWindow(QMainWindow):
         """Ask the worker to load the chosen models; the window never waits."""
         self.choice = choice
         self.client.set_release_when_idle(choice.release_when_idle)
+        apply_server(choice)  # the key of a server model, before the worker loads it
         self.client.set_model(choice.segmenter, checkpoints.installed(choice.segmenter),
                               choice.device)
         if choice.detector:

@@ -7,6 +7,10 @@ both run on a :class:`~samdesk.views.export_dialog.BackgroundJob`, so the
 window stays responsive. Only installed models can be chosen. The choice is
 kept in QSettings; the window hands it to the inference client, whose worker
 loads the model while the old one keeps serving.
+
+"Server" takes the URL of a ``samdesk serve`` and its API key; "List models"
+asks it (off the GUI thread) which models it serves, and they join the
+combos as ``server:URL#MODEL`` (run by the server, images sent once).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -35,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from samdesk.inference.engines import packages
+from samdesk.inference.engines import packages, remote
 from samdesk.inference.engines.base import EngineError
 from samdesk.inference.models import checkpoints, paths, registry
 from samdesk.inference.models.checkpoints import _CHECKPOINT_MAGIC
@@ -56,11 +61,16 @@ class ModelChoice:
     device: str = "auto"
     detector: str | None = None
     release_when_idle: bool = False
+    server_url: str = ""
+    api_key: str = ""
 
 
 def available(name: str) -> bool:
     """Whether model ``name`` can be loaded now: its packages are installed (the text
-    extra for GroundingDINO) and so is its checkpoint, if it needs one."""
+    extra for GroundingDINO) and so is its checkpoint, if it needs one. A server's
+    model (``server:URL#MODEL``) counts as available: the server says when loading."""
+    if name.startswith(registry.REMOTE_PREFIX):
+        return True
     spec = registry.MODELS.get(name)
     return spec is not None and packages.missing(spec.family) is None and (
         not spec.needs_checkpoint or checkpoints.installed(name) is not None)
@@ -71,14 +81,29 @@ def load_choice(settings: QSettings) -> ModelChoice:
     segmenter = str(settings.value("model/segmenter", DEFAULT_SEGMENTER))
     device = str(settings.value("model/device", "auto"))
     detector = settings.value("model/detector", "") or None
-    if not available(segmenter) or registry.MODELS[segmenter].kind != SEGMENTER:
+    if not available(segmenter) or _kind(segmenter) != SEGMENTER:
         segmenter = DEFAULT_SEGMENTER
     if detector is not None and not available(str(detector)):
         detector = None
     if device not in {d for _, d in DEVICES}:
         device = "auto"
     release = str(settings.value("model/release_when_idle", "false")).lower() == "true"
-    return ModelChoice(segmenter, device, detector, release)
+    return ModelChoice(segmenter, device, detector, release,
+                       str(settings.value("server/url", "") or ""),
+                       str(settings.value("server/api_key", "") or ""))
+
+
+def _kind(name: str) -> str | None:
+    try:
+        return registry.get_spec(name).kind
+    except EngineError:  # a saved server name that no longer parses
+        return None
+
+
+def apply_server(choice: ModelChoice) -> None:
+    """Give the remote engines the choice's API key for its server (before loading)."""
+    if choice.server_url:
+        remote.set_api_key(choice.server_url, choice.api_key or None)
 
 
 def save_choice(settings: QSettings, choice: ModelChoice) -> None:
@@ -86,6 +111,8 @@ def save_choice(settings: QSettings, choice: ModelChoice) -> None:
     settings.setValue("model/device", choice.device)
     settings.setValue("model/detector", choice.detector or "")
     settings.setValue("model/release_when_idle", "true" if choice.release_when_idle else "false")
+    settings.setValue("server/url", choice.server_url)
+    settings.setValue("server/api_key", choice.api_key)
 
 
 def fetch_files(name: str, progress: Callable[[int, int], None],
@@ -155,6 +182,13 @@ class ModelDialog(QDialog):
         self.release.setToolTip("Frees the GPU's cached memory whenever no model work is "
                                 "left; slower next request, friendlier to other programs.")
         self.release.setChecked(choice.release_when_idle)
+        self.server_url = QLineEdit(choice.server_url)
+        self.server_url.setPlaceholderText("http://gpu-box:9001 (samdesk serve)")
+        self.api_key = QLineEdit(choice.api_key)
+        self.api_key.setPlaceholderText("API key, if the server needs one")
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.list_button = QPushButton("List models")
+        self.server_models: list[dict[str, Any]] = []
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Kind", "Checkpoint"])
         self.tree.setRootIsDecorated(False)
@@ -172,6 +206,11 @@ class ModelDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Text detector", self.detector)
         form.addRow("", self.release)
+        server = QHBoxLayout()
+        server.addWidget(self.server_url, 2)
+        server.addWidget(self.api_key, 1)
+        server.addWidget(self.list_button)
+        form.addRow("Server", server)
         row = QHBoxLayout()
         row.addWidget(self.fetch_button)
         row.addWidget(self.add_button)
@@ -186,6 +225,7 @@ class ModelDialog(QDialog):
         layout.addWidget(buttons)
         self.fetch_button.clicked.connect(self._fetch)
         self.add_button.clicked.connect(self._add)
+        self.list_button.clicked.connect(self.list_server_models)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.refresh(choice)
@@ -215,14 +255,46 @@ class ModelDialog(QDialog):
             if available(spec.name):
                 combo = self.detector if spec.kind == DETECTOR else self.segmenter
                 combo.addItem(spec.title, spec.name)
+        self._add_server_models(choice)
         self.segmenter.setCurrentIndex(max(0, self.segmenter.findData(choice.segmenter)))
         self.detector.setCurrentIndex(max(0, self.detector.findData(choice.detector or "")))
+
+    def _add_server_models(self, choice: ModelChoice) -> None:
+        """The listed server's models in the combos, and a chosen server model kept."""
+        url = self.server_url.text().strip().rstrip("/")
+        for model in self.server_models:
+            combo = self.detector if model.get("kind") == DETECTOR else self.segmenter
+            name = registry.remote_name(url, str(model["name"]))
+            combo.addItem(f"{model.get('title') or model['name']} on {url}", name)
+        for combo, name in ((self.segmenter, choice.segmenter),
+                            (self.detector, choice.detector or "")):
+            if name.startswith(registry.REMOTE_PREFIX) and combo.findData(name) < 0:
+                combo.addItem(f"{name[len(registry.REMOTE_PREFIX):]}", name)
+
+    def list_server_models(self) -> None:
+        """Ask the server in the URL field which models it serves (off the GUI thread)."""
+        url = self.server_url.text().strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            self.state.setText("Server: give its URL, e.g. http://gpu-box:9001")
+            return
+        remote.set_api_key(url, self.api_key.text().strip() or None)
+
+        def listed(models: list[dict[str, Any]]) -> None:
+            self.server_models = models
+            self.refresh()
+            names = ", ".join(str(m["name"]) for m in models) or "no models"
+            self.state.setText(f"{url} serves {names}")
+
+        self._run(f"Listing the models of {url}",
+                  lambda progress, cancelled: remote.Connection(url).models(), listed)
 
     def choice(self) -> ModelChoice:
         return ModelChoice(self.segmenter.currentData() or DEFAULT_SEGMENTER,
                            self.device.currentData() or "auto",
                            self.detector.currentData() or None,
-                           self.release.isChecked())
+                           self.release.isChecked(),
+                           self.server_url.text().strip().rstrip("/"),
+                           self.api_key.text().strip())
 
     def selected_name(self) -> str | None:
         item = self.tree.currentItem()
