@@ -191,3 +191,28 @@ def test_the_text_tool_runs_on_the_server_as_it_does_locally(
     best = result.prediction.best()
     for row, obj in enumerate(expected):
         assert np.array_equal(result.prediction.masks[row, best[row]], obj.mask)
+
+
+def test_a_click_is_answered_while_the_server_encodes_another_image(
+        worker: Worker, tmp_path: Path) -> None:
+    import threading
+
+    here, next_one = photo(tmp_path, "here.jpg", 30), photo(tmp_path, "next.jpg", 31)
+    worker.ready(here)
+    entered, gate = threading.Event(), threading.Event()
+
+    def hold_next(request: Any) -> None:  # the next image's upload waits for the test
+        if request.url.path.endswith(next_one.key):
+            entered.set()
+            gate.wait(WAIT_MS / 1000)
+
+    worker.served.client.event_hooks["request"].append(hold_next)
+    try:
+        worker.client.prefetch([next_one])
+        worker.qtbot.waitUntil(entered.is_set, timeout=WAIT_MS)
+        result = worker.predict(here, Prompts(points=(Point(100, 80),)))
+        assert not gate.is_set() and result.image_key == here.key
+    finally:
+        gate.set()
+    worker.until_idle()
+    assert worker.served.requests["POST images"] == 2

@@ -31,7 +31,9 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,10 @@ TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 """Seconds: connecting gives up fast (a dead server is one line at once); an
 encode of a large image on a CPU server may take minutes."""
 
+POLL_S = 0.02
+"""Seconds between looks at a server encode in flight (the worker answers clicks between)."""
+
+_background = ThreadPoolExecutor(max_workers=2, thread_name_prefix="samdesk-remote-embed")
 _keys: dict[str, str] = {}
 _clients: dict[str, httpx.Client] = {}
 _lock = threading.Lock()
@@ -320,6 +326,18 @@ class RemoteEngine:
         tensors = {"remote_image_id": _as_bytes(source.image_id),
                    "remote_path": _as_bytes(os.fsencode(os.fspath(path)))}
         return self._embed(source, tensors)
+
+    def embed_file_steps(self, path: str | os.PathLike[str], image_key: str | None = None
+                         ) -> Generator[None, None, Embedding]:
+        """:meth:`embed_file` on a thread of its own, yielding every :data:`POLL_S` seconds
+        until it is done, so the worker answers clicks while the server encodes (as it
+        does between a local encoder's blocks). Returns the :class:`Embedding`."""
+        future = _background.submit(self.embed_file, path, image_key)
+        while True:
+            try:
+                return future.result(timeout=POLL_S)
+            except FutureTimeout:
+                yield
 
     def embed(self, rgb: np.ndarray) -> Embedding:
         """Encode an ``(H, W, 3)`` uint8 image with no file behind it (sent as PNG)."""

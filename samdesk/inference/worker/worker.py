@@ -230,17 +230,21 @@ class InferenceWorker(QObject):
         With ``preempt`` and an engine that has ``embed_steps``, ready
         predictions and detections run between its chunks; a closed queue
         stops the encode (:class:`_Stopped`). Other engines (GrabCut) encode
-        in one piece. An engine with ``embed_file`` (a server's) gets the
-        file and its content hash instead of decoded pixels.
+        in one piece. An engine with ``embed_file_steps`` (a server's) gets
+        the file and its content hash instead of decoded pixels, and yields
+        while the server encodes, so clicks are answered meanwhile too.
         """
-        embed_file = getattr(self._segmenter, "embed_file", None)
-        if embed_file is not None:
-            return embed_file(image.path, image.key), 0.0
-        rgb = self._decode(image)
-        steps = getattr(self._segmenter, "embed_steps", None)
-        if not preempt or steps is None:
-            return self._segmenter.embed(rgb), 0.0
-        chunks = steps(rgb)
+        file_steps = getattr(self._segmenter, "embed_file_steps", None)
+        if file_steps is not None:
+            chunks = file_steps(image.path, image.key)
+            if not preempt:
+                return _to_end(chunks), 0.0
+        else:
+            rgb = self._decode(image)
+            steps = getattr(self._segmenter, "embed_steps", None)
+            if not preempt or steps is None:
+                return self._segmenter.embed(rgb), 0.0
+            chunks = steps(rgb)
         paused = 0.0
         try:
             while True:
@@ -336,6 +340,15 @@ class InferenceWorker(QObject):
             )
         result = DetectResult(job.request_id, job.image.key, job.text, found, prediction)
         self.detected.emit(result)
+
+
+def _to_end(chunks: Any) -> Embedding:
+    """The value a chunked encode returns, run without pausing (no torch imported here)."""
+    while True:
+        try:
+            next(chunks)
+        except StopIteration as done:
+            return done.value
 
 
 def _on_image(found: Detections, size: tuple[int, int]) -> Detections:
