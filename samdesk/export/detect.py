@@ -181,8 +181,8 @@ def recognise(source: str | Path) -> str:
         if fmt.recognise(source):
             return fmt.name
     kinds = "; ".join(f"{fmt.name}: {fmt.looks_like}" for fmt in IMPORTERS.values())
-    raise FormatError(f"{source}: not a dataset samdesk recognises ({kinds}); "
-                      f"give --format {'|'.join(IMPORTERS)} if it is one")
+    raise FormatError(f"{source}: not a dataset samdesk recognises; give --format "
+                      f"{'|'.join(IMPORTERS)} if it is one ({kinds})")
 
 
 def import_source(project: Project, source: str | Path, format_name: str | None = None,

@@ -43,7 +43,13 @@ import numpy as np
 
 from samdesk import masks
 from samdesk.annotations import RLE, ImageRecord
-from samdesk.export.coco_import import ImageMatcher, ImportSummary, _free_color, printable
+from samdesk.export.coco_import import (
+    MAX_LINES,
+    ImageMatcher,
+    ImportSummary,
+    _free_color,
+    printable,
+)
 from samdesk.export.detect import json_files
 from samdesk.export.labelme_shapes import ShapeProblem, ShapeSkipped, read_shape, shape_kind
 from samdesk.imagefiles import is_image_name
@@ -57,25 +63,36 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class LabelmeImportSummary(ImportSummary):
-    """:class:`ImportSummary` plus the files read, boxes added and shapes skipped by kind."""
+    """:class:`ImportSummary` plus the files read and the shapes skipped by kind;
+    ``boxes_added`` counts rectangles made pending boxes, ``boxes_skipped`` those
+    already pending (or already made into masks)."""
 
     files_read: int = 0
-    boxes_added: int = 0
-    boxes_already_pending: int = 0
     skipped_shapes: Counter[str] = field(default_factory=Counter)
 
     def lines(self) -> list[str]:
-        out = super().lines()
-        out[0] = (f"{printable(self.source.name)}: {self.files_read} labelme files, "
-                  f"{self.images_matched} images matched, {self.annotations_added} masks "
-                  f"and {self.boxes_added} pending boxes added, "
-                  f"{len(self.labels_created)} new labels")
-        extra = [f"skipped {count} {kind} shapes: they have no area"
-                 for kind, count in sorted(self.skipped_shapes.items())]
-        if self.boxes_already_pending:
-            extra.append(f"{self.boxes_already_pending} boxes were already pending "
-                         "and were not added")
-        return out[:1] + extra + out[1:]
+        """The summary as short lines for a person; long problem lists are cut."""
+        out = [f"{printable(self.source.name)}: {self.files_read} labelme files, "
+               f"{self.images_matched} images matched, {self.annotations_added} masks "
+               f"and {self.boxes_added} pending boxes added, "
+               f"{len(self.labels_created)} new labels"]
+        if self.nothing_matched is not None:
+            out.append(self.nothing_matched)
+        out += [f"skipped {count} {kind} shapes: they have no area"
+                for kind, count in sorted(self.skipped_shapes.items())]
+        if self.duplicates_skipped:
+            out.append(f"{self.duplicates_skipped} masks were already there and were not added")
+        if self.boxes_added:
+            out.append(f"{self.boxes_added} rectangles added as pending boxes (no mask yet): "
+                       "'samdesk batch FOLDER --from-boxes' or G in the window makes their "
+                       "masks")
+        if self.boxes_skipped:
+            out.append(f"{self.boxes_skipped} boxes were already there (pending or made into "
+                       "masks) and were not added")
+        out += [printable(f"{item}: {reason}") for item, reason in self.problems[:MAX_LINES]]
+        if len(self.problems) > MAX_LINES:
+            out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
+        return out
 
 
 @dataclass
@@ -87,6 +104,37 @@ class _FilePlan:
     masks: list[tuple[str, RLE]] = field(default_factory=list)
     boxes: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # in the order the file names them
+
+
+def labelme_beside_images(project: Project, peek: int = 65536) -> int:
+    """How many images of ``project`` have a labelme JSON beside them (``a.jpg`` and
+    ``a.json`` in one folder, the JSON naming ``"shapes"`` in its first ``peek`` bytes,
+    where labelme and X-AnyLabeling write it). One folder listing per folder."""
+    by_folder: dict[str, list[str]] = {}
+    for record in project.images():
+        folder, _, name = record.path.rpartition("/")
+        by_folder.setdefault(folder, []).append(name)
+    count = 0
+    for folder, names in by_folder.items():
+        place = project.folder / folder if folder else project.folder
+        try:
+            jsons = {entry.name for entry in os.scandir(place)
+                     if entry.name.lower().endswith(".json")}
+        except OSError:
+            continue
+        for name in names:
+            candidate = f"{PurePosixPath(name).stem}.json"
+            if candidate in jsons and _names_shapes(place / candidate, peek):
+                count += 1
+    return count
+
+
+def _names_shapes(path: Path, peek: int) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            return b'"shapes"' in stream.read(peek)
+    except OSError:
+        return False
 
 
 def labelme_files(source: Path) -> list[Path]:
@@ -300,4 +348,4 @@ def _apply(project: Project, plans: list[_FilePlan], summary: LabelmeImportSumma
         if boxes:
             added = project.add_pending_boxes(image_id, boxes, plan.source)
             summary.boxes_added += len(added)
-            summary.boxes_already_pending += len(boxes) - len(added)
+            summary.boxes_skipped += len(boxes) - len(added)

@@ -24,7 +24,7 @@ from samdesk.inference.models import checkpoints
 from samdesk.inference.worker.client import InferenceClient
 from samdesk.inference.worker.requests import Failure, ModelLoaded
 from samdesk.project import Project
-from samdesk.views import changed_images, export_dialog
+from samdesk.views import changed_images, export_dialog, import_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool
 from samdesk.views.help_overlay import HelpOverlay
 from samdesk.views.images_dock import ImagesDock
@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         a("file", "open", "&Open Folder…", self.choose_folder, ("Ctrl+O",))
         self.recent_menu = self.menus["file"].addMenu("Open &Recent")
         a("file", "export", "&Export…", self.export, ("Ctrl+E",))
-        a("file", "import", "&Import COCO…", self.import_coco, ("Ctrl+I",))
+        a("file", "import", "&Import…", self.import_dataset, ("Ctrl+I",))
         a("file", "models", "&Models…", self.choose_models, ("Ctrl+M",))
         a("file", "quit", "&Quit", self.close, ("Ctrl+Q",))
         a("edit", "undo", "&Undo", self._on("undo"), ("Ctrl+Z",))
@@ -129,16 +129,16 @@ class MainWindow(QMainWindow):
         a("edit", "duplicate", "D&uplicate mask", self._on("duplicate_layer"), ("Ctrl+D",))
         a("edit", "done", "Mark image &done", self._on("mark_done"),
           ("Ctrl+Return", "Ctrl+Enter"))
+        a("edit", "boxes", "Masks from pendin&g boxes (this image)",
+          self._on("boxes_to_masks"), ("G",))
+        a("edit", "boxes_all", "Masks from pending boxes (all images)",
+          self._on("boxes_to_masks", True), ("Shift+G",))
         self.menus["label"] = self.menus["edit"].addMenu("Set &label")
         for digit in range(1, 10):
             a("label", f"label{digit}", f"Label with key {digit}",
               self._on("apply_hotkey", str(digit)), (str(digit),))
         for tool, text, key in TOOL_KEYS:
             a("tools", f"tool_{tool.value}", text, lambda t=tool: self.set_tool(t), (key,),
-        a("edit", "boxes", "Masks from pendin&g boxes (this image)",
-          self._on("boxes_to_masks"), ("G",))
-        a("edit", "boxes_all", "Masks from pending boxes (all images)",
-          self._on("boxes_to_masks", True), ("Shift+G",))
               checkable=True)
         a("tools", "brush_up", "Brush bigger", lambda: self._brush(BRUSH_STEP), ("]",))
         a("tools", "brush_down", "Brush smaller", lambda: self._brush(1 / BRUSH_STEP), ("[",))
@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
 
     def open_folder(self, folder: str | Path) -> bool:
         """Open ``folder`` as the project; returns False (and says why) on failure."""
+        new = import_dialog.has_no_project(folder)  # then labelme JSONs beside are offered
         try:
             project = Project.open(folder)
         except SamdeskError as exc:
@@ -243,6 +244,9 @@ class MainWindow(QMainWindow):
             notice = self.changed_notice
             notice.buttonClicked.connect(
                 lambda _button: notice.outcome and self.status.note(notice.outcome))
+        if new and not project.read_only:
+            self._job(import_dialog.offer_labelme(self, project, lambda: self.project is project,
+                                                  self._job, self._report))
         return True
 
     def _view_key(self) -> str:
@@ -425,13 +429,14 @@ class MainWindow(QMainWindow):
             self._job(export_dialog.start_export(self, self.project, fmt, out, only_done,
                                                  self._report, images=images))
 
-    def import_coco(self) -> None:
+    def import_dataset(self) -> None:
+        """File > Import…: a dataset file or folder, its format recognised unless chosen."""
         if self.project is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Import COCO", str(self.project.folder),
-                                              "COCO JSON (*.json)")
-        if path:
-            self._job(export_dialog.start_import(self, self.project, Path(path), self._report))
+        dialog = import_dialog.ImportDialog(self.project, self)
+        if dialog.exec():
+            source, fmt = dialog.options()
+            self._job(import_dialog.start_import(self, self.project, source, fmt, self._report))
 
     def _job(self, job: export_dialog.BackgroundJob) -> None:
         self.jobs.append(job)

@@ -43,7 +43,9 @@ def test_an_unrecognised_source_is_one_line_naming_it_and_the_formats(tmp_path: 
     other.write_text(json.dumps({"hello": 1}), encoding="utf-8")
     with pytest.raises(FormatError) as caught:
         recognise(other)
-    assert str(caught.value).startswith(f"{other}: not a dataset samdesk recognises (coco: ")
+    assert str(caught.value).startswith(f"{other}: not a dataset samdesk recognises; "
+                                        "give --format coco|labelme")
+    assert "(coco: a .json with images and annotations; " in str(caught.value)
     assert "labelme: a .json with shapes" in str(caught.value)
     write_images(tmp_path / "p")
     assert main(["import", str(tmp_path / "p"), str(other)]) == 2

@@ -176,7 +176,7 @@ def test_importing_twice_changes_nothing(tmp_path: Path) -> None:
         again = import_labelme(project, folder / "a.json")
         assert len(project.annotations()) == 1 and len(project.pending_boxes()) == 1
     assert again.annotations_added == 0 and again.duplicates_skipped == 1
-    assert again.boxes_added == 0 and again.boxes_already_pending == 1
+    assert again.boxes_added == 0 and again.boxes_skipped == 1
 
 
 def test_nothing_is_written_when_no_file_names_an_image_of_the_project(tmp_path: Path) -> None:
