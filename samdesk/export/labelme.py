@@ -5,13 +5,17 @@
 images would share a name). Each file holds::
 
     {"version": "5.5.0", "flags": {}, "shapes": [...],
-     "imagePath": "../../project/photos/cat.jpg", "imageData": null,
+     "imagePath": "cat.jpg", "imageData": null,
      "imageHeight": 480, "imageWidth": 640}
 
-* ``imagePath`` is relative to the JSON file, ``/`` separators. An image
-  stored with an EXIF orientation other than 1 is copied upright beside its
-  JSON (orientation tag removed), so that every reader sees the picture the
-  masks were drawn on; any other image is pointed at where it is.
+* The images (``ExportOptions.images``, :mod:`samdesk.export.images_out`):
+  with ``copy`` (the default) each is written beside its JSON
+  (``OUT/photos/cat.jpg``), upright (a photo stored with an EXIF
+  orientation is turned and its tag removed), and ``imagePath`` is its
+  name; ``link`` hard-links where no turning is needed. With ``none``
+  ``imagePath`` leads, relative to the JSON, to the project's file
+  (labelme applies the EXIF orientation itself; the summary names the
+  images stored turned).
 * ``imageHeight``/``imageWidth`` are upright; ``imageData`` is null.
 * ``shapes``, back to front, each ``label``, ``points``, ``group_id``,
   ``description`` (``""``), ``shape_type``, ``flags`` (``{}``):
@@ -40,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from samdesk import masks
 from samdesk.annotations import ImageRecord, ImageStatus, Label, MaskLayer
@@ -54,6 +58,7 @@ from samdesk.export.base import (
     mark_export_folder,
     walk,
 )
+from samdesk.export.images_out import ImagesOut, image_name
 from samdesk.imagefiles import display_path
 
 if TYPE_CHECKING:
@@ -61,8 +66,6 @@ if TYPE_CHECKING:
 
 LABELME_VERSION = "5.5.0"
 """The labelme file version written: the layout of labelme 5.3 and later (mask shapes)."""
-
-_ORIENTATION_TAG = 0x0112
 
 
 def json_names(records: list[ImageRecord]) -> dict[int, str]:
@@ -72,19 +75,6 @@ def json_names(records: list[ImageRecord]) -> dict[int, str]:
     clashes = Counter(name.lower() for name in wanted.values())
     return {r.id: wanted[r.id] if clashes[wanted[r.id].lower()] == 1 else f"{r.path}.json"
             for r in records}
-
-
-def stored_orientation(path: Path) -> int:
-    """The EXIF orientation (1..8) a file is stored with; 1 when it has none or it
-    cannot be read (the export then points at the file as it is)."""
-    try:
-        with Image.open(path) as image:
-            if image.format == "PNG" and "exif" not in image.info:
-                return 1
-            value = image.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # a damaged header or EXIF block: point at the file
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def mask_shape(mask: np.ndarray, label: str) -> dict[str, Any]:
@@ -146,29 +136,19 @@ def layer_shapes(layer: MaskLayer, label: str,
     return [_shape(label, points, "polygon", group_id) for points in parts], has_holes(mask)
 
 
-def _image_path(project: Project, work: ImageWork, target: Path,
-                summary: ExportSummary) -> str:
-    """``imagePath`` for ``target``: the image copied upright beside it when its file is
-    stored with an EXIF orientation, else the project file, relative to ``target``."""
-    source = project.image_file(work.image)
-    if stored_orientation(source) == 1:
-        relative = os.path.relpath(os.path.abspath(source), os.path.abspath(target.parent))
-        return display_path(PurePosixPath(Path(relative).as_posix()).as_posix(),
-                            one_line=False)
-    copy = target.parent / PurePosixPath(work.image.path).name
-    with Image.open(source) as image:
-        upright = ImageOps.exif_transpose(image)
-        file_format = image.format or "PNG"
-        extra = {"quality": 95} if file_format == "JPEG" else {}
-        with atomic_file(copy, "wb", durable=False) as stream:
-            upright.save(stream, format=file_format, **extra)
-    summary.files.append(copy)
-    return display_path(copy.name, one_line=False)
+def image_path(project: Project, work: ImageWork, target: Path, mode: str) -> str:
+    """``imagePath`` for the JSON ``target``: the image's name beside it when the export
+    carries its images (``copy``, ``link``), else the project's file relative to it."""
+    if mode != "none":
+        return PurePosixPath(image_name(work.image)).name
+    source = os.path.abspath(project.image_file(work.image))
+    relative = os.path.relpath(source, os.path.abspath(target.parent))
+    return display_path(Path(relative).as_posix(), one_line=False)
 
 
 def image_document(project: Project, work: ImageWork, target: Path, labels: dict[int, Label],
-                   polygons: bool, summary: ExportSummary) -> dict[str, Any]:
-    """The labelme JSON object for one image (writing its upright copy if it needs one)."""
+                   polygons: bool, summary: ExportSummary, mode: str) -> dict[str, Any]:
+    """The labelme JSON object for one image; ``mode`` is ``ExportOptions.images``."""
     shapes: list[dict[str, Any]] = []
     filled = 0
     for layer in work.layers:
@@ -181,7 +161,7 @@ def image_document(project: Project, work: ImageWork, target: Path, labels: dict
                                  "lost holes (a polygon has none; labelme's mask shapes "
                                  "keep them)"))
     return {"version": LABELME_VERSION, "flags": {}, "shapes": shapes,
-            "imagePath": _image_path(project, work, target, summary), "imageData": None,
+            "imagePath": image_path(project, work, target, mode), "imageData": None,
             "imageHeight": work.height, "imageWidth": work.width}
 
 
@@ -191,11 +171,16 @@ def write_labelme(project: Project, options: ExportOptions, polygons: bool) -> E
     labels = labels_by_id(project)
     out = Path(options.out)
     names = json_names(project.images(ImageStatus.DONE if options.only_done else None))
+    ours = {f"{out.name}/{name}" for name in names.values()}
+    image_files = ImagesOut(project, options, out, summary, ours)  # the images beside
     make_folder(out)
     mark_export_folder(out)  # also an existing folder: the project scan skips it
     for work in walk(project, options, summary, labels):
+        if not image_files.put(work.image):
+            continue  # unreadable now: no JSON either
         target = out / names[work.image.id]
-        document = image_document(project, work, target, labels, polygons, summary)
+        document = image_document(project, work, target, labels, polygons, summary,
+                                  options.images)
         with atomic_file(target, durable=False) as stream:
             json.dump(document, stream, ensure_ascii=False, indent=2, allow_nan=False)
             stream.write("\n")

@@ -7,7 +7,8 @@ step.
 
 * **Image.** ``imagePath`` is relative to the JSON (a ``\\`` read as a
   separator, as labelme does). The file it names, when it is an image of
-  the project; else the longest tail of the path naming exactly one
+  the project; else, joined to the JSON's folder within the imported
+  folder, or as it is, the longest tail of the path naming exactly one
   project image (as the COCO importer matches ``file_name``); else an
   image beside the JSON with its stem (labelme's own layout). ``imageData``
   is never needed. When ``imageWidth``/``imageHeight`` are given and differ
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,7 +221,7 @@ def _plan_file(project: Project, matcher: ImageMatcher, path: Path, item: str,
         summary.problems.append((item, problem or "cannot be read"))
         return None
     summary.files_read += 1
-    record, reason = _find_image(project, matcher, path, document.get("imagePath"))
+    record, reason = _find_image(project, matcher, path, item, document.get("imagePath"))
     if record is None:
         summary.problems.append((item, reason))
         return None
@@ -267,9 +269,13 @@ def _plan_file(project: Project, matcher: ImageMatcher, path: Path, item: str,
     return plan
 
 
-def _find_image(project: Project, matcher: ImageMatcher, path: Path,
+def _find_image(project: Project, matcher: ImageMatcher, path: Path, item: str,
                 image_path: Any) -> tuple[ImageRecord | None, str]:
-    """The project image a labelme file is about, or None and why not."""
+    """The project image a labelme file is about, or None and why not.
+
+    ``item`` is the JSON's path relative to the imported folder: an export's
+    ``OUT/sub/b.json`` naming ``b.png`` beside it means the project's
+    ``sub/b.png`` even when another folder has a ``b.png`` too."""
     named = ""
     if isinstance(image_path, str) and image_path.strip():
         named = PureWindowsPath(image_path.strip()).as_posix()  # labelme reads it so too
@@ -282,9 +288,11 @@ def _find_image(project: Project, matcher: ImageMatcher, path: Path,
             record = project.image_by_path(relative)
             if record is not None:
                 return record, ""
-        record, _ = matcher.match(named)
-        if record is not None:
-            return record, ""
+        within = posixpath.normpath(posixpath.join(posixpath.dirname(item), named))
+        for name in (within, named):
+            record, _ = matcher.match(name)
+            if record is not None:
+                return record, ""
     record = _image_beside(project, path)
     if record is not None:
         return record, ""

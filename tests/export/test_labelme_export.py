@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,8 +87,9 @@ def test_each_file_is_laid_out_as_labelme_opens_it(sample: Sample, tmp_path: Pat
                              "imageHeight", "imageWidth"}
     assert document["imageData"] is None and document["flags"] == {}
     assert (document["imageWidth"], document["imageHeight"]) == (25, 20)
-    image_file = (out / "sub" / document["imagePath"]).resolve()
-    assert image_file == (sample.folder / "sub" / "b.png").resolve()
+    # the image beside its JSON, as labelme keeps them (--images copy, the default)
+    assert document["imagePath"] == "b.png"
+    assert (out / "sub" / "b.png").read_bytes() == (sample.folder / "sub" / "b.png").read_bytes()
     (shape,) = document["shapes"]
     assert shape["shape_type"] == "mask" and shape["label"] == "cat"
     assert shape["group_id"] is None and shape["flags"] == {}
@@ -106,11 +108,46 @@ def test_an_exif_rotated_photo_is_copied_upright_beside_its_json(sample: Sample,
     with Image.open(out / "c.jpg") as copy:
         assert copy.size == (20, 30) == (document["imageWidth"], document["imageHeight"])
         assert copy.getexif().get(0x0112, 1) == 1  # no orientation left to apply
-    assert out / "c.jpg" in summary.files
-    # the other images are not copied: their imagePath leads to the project's file
-    assert not (out / "a.png").exists()
-    a = json.loads((out / "a.json").read_text(encoding="utf-8"))
-    assert (out / a["imagePath"]).resolve() == (sample.folder / "a.png").resolve()
+    assert summary.images_written["turned upright"] == 1
+
+
+def test_with_images_none_image_path_leads_to_the_project_file(sample: Sample,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "labelme"
+    summary = export(sample.project, "labelme", ExportOptions(out=out, images="none"))
+    assert not (out / "a.png").exists() and not (out / "c.jpg").exists()
+    for name, image in (("a.json", "a.png"), ("sub/b.json", "sub/b.png"), ("c.json", "c.jpg")):
+        document = json.loads((out / name).read_text(encoding="utf-8"))
+        assert (out / name).parent.joinpath(document["imagePath"]).resolve() == (
+            sample.folder / image).resolve()
+    assert any("stored turned" in line for line in summary.lines())  # c.jpg is named
+    with reimported(sample, out, tmp_path / "again") as again:
+        assert len(again.annotations()) == 8
+
+
+def test_images_of_one_name_in_two_folders_come_back_to_their_own(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    for sub, value in (("left", 1), ("right", 2)):
+        (folder / sub).mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(folder / sub / "x.png")
+    with Project.open(folder) as project:
+        label = project.add_label("x")
+        for sub, column in (("left", 1), ("right", 5)):
+            image = project.image_by_path(f"{sub}/x.png")
+            assert image is not None
+            mask = np.zeros((8, 8), dtype=bool)
+            mask[:, column] = True
+            project.add_annotation(image.id, masks.encode(mask), label.id)
+        export(project, "labelme", ExportOptions(out=tmp_path / "out"))
+        before = {r.path: masks.decode(project.annotations(r.id)[0].rle) for r in project.images()}
+    again = tmp_path / "again"
+    shutil.copytree(folder, again, ignore=shutil.ignore_patterns(".samdesk"))
+    with Project.open(again) as project:
+        summary = import_labelme(project, tmp_path / "out")
+        assert summary.problems == [] and summary.annotations_added == 2
+        for record in project.images():
+            (layer,) = project.annotations(record.id)
+            assert np.array_equal(masks.decode(layer.rle), before[record.path])
 
 
 def test_non_ascii_labels_are_written_as_text(sample: Sample, tmp_path: Path) -> None:
