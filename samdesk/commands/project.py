@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                              "the annotations, named relative to it; link: hard links where "
                              "no turning is needed, else copies; none: name the project's "
                              "files relative to its folder")
+    export.add_argument("--polygons", action="store_true",
+                        help="masks as polygons (every part, holes filled): labelme polygon "
+                             "shapes instead of mask shapes, coco-rle as coco-polygon")
     export.set_defaults(func=run_export)
 
     fit = sub.add_parser("unfitting", help="masks that no longer fit a replaced image: "
@@ -169,13 +172,25 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+POLYGON_FORMATS = {"labelme": "labelme-polygon", "coco-rle": "coco-polygon"}
+"""What ``export --polygons`` turns a format into."""
+
+
 def run_export(args: argparse.Namespace) -> int:
     from samdesk.export import ExportOptions, export
 
+    fmt = args.format
+    if args.polygons:
+        fmt = POLYGON_FORMATS.get(fmt, fmt)
+        if not fmt.endswith("-polygon"):
+            from samdesk.errors import CliError
+
+            raise CliError(f"--polygons: {fmt} writes no polygons; use it with "
+                           f"{' or '.join(sorted(POLYGON_FORMATS))}")
     with open_for_reading(args.folder) as project:
         options = ExportOptions(out=args.out, only_done=args.only_done, images=args.images,
-                                progress=Progress(f"export {args.format}"))
-        summary = export(project, args.format, options)  # errors: one line naming the file
+                                progress=Progress(f"export {fmt}"))
+        summary = export(project, fmt, options)  # errors: one line naming the file
     for line in summary.lines():
         print(line)
     return 0

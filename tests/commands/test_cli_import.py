@@ -1,4 +1,5 @@
-"""``samdesk import FOLDER SOURCE [--format]``: the format recognised, one line when not."""
+"""``samdesk import FOLDER SOURCE [--format]``: the format recognised, one line when not;
+``export --polygons``."""
 
 from __future__ import annotations
 
@@ -82,3 +83,20 @@ def test_format_given_overrides_recognition_and_nothing_matched_exits_non_zero(
     assert len(err) == 1 and "none of the images of its 1 labelme files" in err[0]
     with Project.open(folder) as project:
         assert project.annotations() == [] and project.labels() == []
+
+
+def test_export_polygons_writes_labelme_polygon_shapes(tmp_path: Path, capsys) -> None:
+    sample = build(tmp_path / "project")
+    sample.project.close()
+    out = tmp_path / "out"
+    assert main(["export", str(tmp_path / "project"), "--format", "labelme", "--polygons",
+                 "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("labelme-polygon: done, 4 images, 6 masks")
+    shapes = json.loads((out / "a.json").read_text(encoding="utf-8"))["shapes"]
+    assert {s["shape_type"] for s in shapes} == {"polygon"}
+    assert main(["export", str(tmp_path / "project"), "--format", "png-instance",
+                 "--polygons", "--out", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["samdesk: error: --polygons: png-instance writes no polygons; use it with "
+                   "coco-rle or labelme"]
+    assert not (tmp_path / "png").exists()
