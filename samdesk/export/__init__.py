@@ -78,7 +78,8 @@ def export(project: Project, format_name: str, options: ExportOptions) -> Export
     out = Path(options.out)
     if fmt.out_is_folder:
         if out.exists() and not out.is_dir():
-            raise ExportError(f"{out}: is a file, and {format_name} writes a folder of PNGs; "
+            files = "JSON files" if format_name.startswith("labelme") else "PNGs"
+            raise ExportError(f"{out}: is a file, and {format_name} writes a folder of {files}; "
                               "give a folder path (a new or an existing folder)")
     target = out if fmt.out_is_folder else coco_path(out)
     try:

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from samdesk import masks
-from samdesk.export import ExportOptions, export
+from samdesk.export import ExportError, ExportOptions, export
 from samdesk.export.labelme_import import import_labelme
 from samdesk.project import Project
 from tests.export_fixtures import Sample, build, write_images
@@ -267,3 +267,12 @@ def test_labelme_itself_reads_the_same_pixels(sample: Sample, tmp_path: Path) ->
         for index, mask in enumerate(exported_masks(sample, path), start=1):
             want[mask] = index  # labelme paints shapes in order: the front-most wins
         assert np.array_equal(np.array(read["ins"]), want), path
+
+
+def test_a_file_where_the_folder_should_be_is_one_line(sample: Sample, tmp_path: Path) -> None:
+    blocker = tmp_path / "labelme.json"
+    blocker.write_text("{}", encoding="utf-8")
+    with pytest.raises(ExportError) as caught:
+        export(sample.project, "labelme", ExportOptions(out=blocker))
+    assert str(caught.value) == (f"{blocker}: is a file, and labelme writes a folder of JSON "
+                                 "files; give a folder path (a new or an existing folder)")
