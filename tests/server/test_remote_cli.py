@@ -77,3 +77,35 @@ def test_bad_server_arguments_are_one_line(tmp_path: Path, photo: Path,
     code = main(["segment", str(photo), "--points", "10,10", *args,
                  "--out", str(tmp_path / "m.json")])
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_batch_with_server_adds_the_masks_a_local_batch_adds(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from samdesk import masks
+    from samdesk.project import Project
+    from tests.gdino_factory import install_tiny_gdino, scene_image, shared_tiny_gdino
+
+    tiny = shared_tiny_gdino(tmp_path_factory)
+    install_tiny_gdino(monkeypatch, tiny)
+    folders = [tmp_path / "local", tmp_path / "server"]
+    for folder in folders:
+        folder.mkdir()
+        for i in range(2):
+            Image.fromarray(scene_image(120, 160, seed=3 + i)).save(folder / f"{i}.png")
+    text = ["--text", "cat . dog", "--threshold", "0.05", "--text-threshold", "0"]
+    with served_sam(tmp_path / "srv", also={tiny.spec.name: tiny.checkpoint}) as served:
+        assert main(["batch", str(folders[0]), *text, "--model", served.model, "--checkpoint",
+                     str(served.checkpoint), "--detector", tiny.spec.name,
+                     "--device", "cpu"]) == 0
+        assert main(["batch", str(folders[1]), *text, "--server", URL, "--model",
+                     served.model, "--detector", tiny.spec.name]) == 0
+        assert served.requests["POST images"] == 2  # each file once, for both models
+    found = []
+    for folder in folders:
+        with Project.open(folder) as project:
+            found.append(sorted((project.image(a.image_id).path, project.label(a.label_id).name,
+                                 masks.decode(a.rle).tobytes()) for a in project.annotations()))
+    assert found[0] and found[1] == found[0]
