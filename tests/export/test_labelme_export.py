@@ -276,3 +276,30 @@ def test_a_file_where_the_folder_should_be_is_one_line(sample: Sample, tmp_path:
         export(sample.project, "labelme", ExportOptions(out=blocker))
     assert str(caught.value) == (f"{blocker}: is a file, and labelme writes a folder of JSON "
                                  "files; give a folder path (a new or an existing folder)")
+
+
+def test_gray_and_rgba_images_round_trip(tmp_path: Path) -> None:
+    folder = tmp_path / "modes"
+    folder.mkdir()
+    Image.fromarray(np.arange(20 * 16, dtype=np.uint8).reshape(20, 16)).save(folder / "g.png")
+    Image.fromarray(np.full((12, 18, 4), 128, np.uint8), "RGBA").save(folder / "r.png")
+    wanted: dict[str, np.ndarray] = {}
+    with Project.open(folder) as project:
+        label = project.add_label(ACCENTED)
+        for record in project.images():
+            record = project.ensure_image_info(record.id)
+            assert record.width is not None and record.height is not None
+            mask = np.zeros((record.height, record.width), dtype=bool)
+            mask[1:-1, 2:] = True  # touches the right border
+            mask[4:6, 5:7] = False  # a hole
+            project.add_annotation(record.id, masks.encode(mask), label.id)
+            wanted[record.path] = mask
+        export(project, "labelme", ExportOptions(out=tmp_path / "out"))
+    assert (tmp_path / "out" / "g.png").read_bytes() == (folder / "g.png").read_bytes()
+    again = tmp_path / "again"
+    shutil.copytree(folder, again, ignore=shutil.ignore_patterns(".samdesk"))
+    with Project.open(again) as project:
+        import_labelme(project, tmp_path / "out")
+        for record in project.images():
+            (layer,) = project.annotations(record.id)
+            assert np.array_equal(masks.decode(layer.rle), wanted[record.path])
