@@ -183,3 +183,23 @@ def test_a_click_sends_the_prompt_and_gets_rle_masks_and_float16_logits(
     counts = len(rle.encode(proposal.mask(0, int(proposal.best()[0])))["counts"])
     logits = 3 * 256 * 256 * 2
     assert logits + counts < served.received_bytes[0] < logits + counts + 2000
+
+
+def test_the_native_routes_refuse_bad_bodies_in_one_line(served: Served, photo: Path) -> None:
+    data = photo.read_bytes()
+    wrong = served.client.post("/samdesk/v1/images/" + "ab" * 32, content=data)
+    assert wrong.status_code == 422
+    assert wrong.json() == {"error": f"image_id {'ab' * 32}: not the SHA-256 of the bytes sent"}
+    image_id = content_hash(photo)
+    assert served.client.post(f"/samdesk/v1/images/{image_id}", content=data).json() == {
+        "image_id": image_id, "width": 180, "height": 260}
+    body = {"model": served.model, "image_id": image_id,
+            "prompts": {"points": [{"x": 1, "y": 1}] * 65}}
+    many = served.client.post("/samdesk/v1/predict", json=body)
+    assert many.status_code == 413 and "prompts.points: 65 points" in many.json()["error"]
+    body["prompts"] = {"points": [{"x": 1, "y": 1}]}
+    body["masks"] = [[0, 7]]
+    outside = served.client.post("/samdesk/v1/predict", json=body)
+    assert outside.status_code == 422 and "(0, 7)" in outside.json()["error"]
+    gone = served.client.post("/samdesk/v1/predict", json={**body, "image_id": "f" * 64})
+    assert gone.status_code == 404 and gone.json()["error"] == "unknown image_id"
