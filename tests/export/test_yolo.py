@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,44 +89,73 @@ def test_summary_says_how_many_masks_lost_their_holes(stress: Stress, tmp_path: 
             "hole (coco-rle and png-instance keep them)") in summary.lines()  # donut, borders
 
 
-@pytest.fixture
-def ultralytics_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ultralytics writes its settings under YOLO_CONFIG_DIR when first imported: not $HOME."""
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics-config"))
-    monkeypatch.setenv("YOLO_OFFLINE", "1")
+def run_ultralytics(tmp_path: Path, code: str, *args: str) -> str:
+    """Run ``code`` with ultralytics in a child process; its stdout.
+
+    Importing ultralytics changes the process for good (it patches cv2 and
+    torch functions and registers PIL plugins), so it never runs in the test
+    process. Its settings go to a temporary YOLO_CONFIG_DIR, offline.
+    """
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("ultralytics is not installed (the test extra)")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics-config"),
+           "YOLO_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
-@pytest.mark.usefixtures("ultralytics_home")
-def test_parts_are_merged_as_ultralytics_merges_them() -> None:
-    converter = pytest.importorskip(
-        "ultralytics.data.converter", reason="ultralytics is not installed (the test extra)")
+MERGE = """
+import sys, numpy as np
+from ultralytics.data.converter import merge_multi_segment
+polygons = list(np.load(sys.argv[1], allow_pickle=True))
+np.save(sys.argv[2], np.concatenate(merge_multi_segment(polygons), axis=0))
+"""
+
+
+def test_parts_are_merged_as_ultralytics_merges_them(tmp_path: Path) -> None:
     mask = stress_images.parts(160, 120)
     polygons = mask_to_polygons(mask)
     assert len(polygons) == 3
-    theirs = np.concatenate(converter.merge_multi_segment(polygons), axis=0)
+    ours = tmp_path / "polygons.npy"
+    np.save(ours, np.array(polygons, dtype=object), allow_pickle=True)
+    run_ultralytics(tmp_path, MERGE, str(ours), str(tmp_path / "theirs.npy"))
+    theirs = np.load(tmp_path / "theirs.npy")
     assert np.array_equal(merge_parts(polygons), theirs)
 
 
-@pytest.mark.usefixtures("ultralytics_home")
-def test_ultralytics_reads_the_dataset(stress: Stress, tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    utils = pytest.importorskip("ultralytics.data.utils",
-                                reason="ultralytics is not installed (the test extra)")
-    from ultralytics.data.dataset import YOLODataset
+READ_DATASET = """
+import json, sys
+from pathlib import Path
+from ultralytics.data import utils
+from ultralytics.data.dataset import YOLODataset
+utils.check_font = lambda *args, **kwargs: None  # no download
+data = utils.check_det_dataset(sys.argv[1])
+dataset = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False)
+print(json.dumps({
+    "nc": data["nc"], "names": {str(k): v for k, v in data["names"].items()},
+    "train": str(data["train"]), "val": str(data["val"]),
+    "labels": {Path(lb["im_file"]).name: {"shape": list(lb["shape"]),
+                                          "segments": len(lb["segments"]),
+                                          "cls": lb["cls"].ravel().tolist()}
+               for lb in dataset.labels}}))
+"""
 
-    monkeypatch.setattr(utils, "check_font", lambda *args, **kwargs: None)  # no download
+
+def test_ultralytics_reads_the_dataset(stress: Stress, tmp_path: Path) -> None:
     out = tmp_path / "yolo"
     export(stress.project, "yolo", ExportOptions(out=out))
-    data = utils.check_det_dataset(str(out / "data.yaml"))
-    assert data["nc"] == 3 and data["names"] == dict(enumerate(stress_images.NAMES))
+    data = json.loads(run_ultralytics(tmp_path, READ_DATASET,
+                                      str(out / "data.yaml")).splitlines()[-1])
+    assert data["nc"] == 3
+    assert data["names"] == {str(i): n for i, n in enumerate(stress_images.NAMES)}
     assert Path(data["train"]) == Path(data["val"]) == (out / "images").resolve()
-    dataset = YOLODataset(img_path=data["train"], data=data, task="segment", augment=False)
-    by_image = {Path(lb["im_file"]).name: lb for lb in dataset.labels}
+    by_image = data["labels"]
     assert sorted(by_image) == ["gray.png", "photo.jpg", "rgba.png"]
-    assert by_image["photo.jpg"]["shape"] == (160, 120)  # height, width: upright
-    assert [len(by_image[n]["segments"]) for n in ("photo.jpg", "gray.png", "rgba.png")] == [
-        3, 2, 1]
-    assert by_image["photo.jpg"]["cls"].ravel().tolist() == [0, 1, 2]
+    assert by_image["photo.jpg"]["shape"] == [160, 120]  # height, width: upright
+    assert [by_image[n]["segments"] for n in ("photo.jpg", "gray.png", "rgba.png")] == [3, 2, 1]
+    assert by_image["photo.jpg"]["cls"] == [0, 1, 2]
 
 
 def test_round_trip_keeps_what_a_polygon_holds(stress: Stress, tmp_path: Path) -> None:
