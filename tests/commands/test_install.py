@@ -8,7 +8,8 @@ a copy of this checkout. Torch is pinned to the CPU wheel already on disk (the
 registry's default build pulls several GB of CUDA libraries); without one only the
 resolver is checked. The installed `samdesk` then says in one line that `--text` needs
 the extra, and segments a box with GrabCut. Needs the registry: skipped with the reason
-when it cannot be reached. About three minutes on 2 cores, so marked slow.
+when it cannot be reached. About three minutes on 2 cores, so marked ``install``: the
+README's test command leaves it out and .ci/run runs it after the suite.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from PIL import Image
 
 from samdesk.inference.engines.packages import TEXT_EXTRA
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.install
 
 ROOT = Path(__file__).resolve().parents[2]
 KEPT = ("supervision", "transformers")
