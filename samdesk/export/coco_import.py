@@ -291,7 +291,7 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
         image_problems.append((f"category {category_id}", f"{cat.problem} ({count} annotation"
                                                            f"{'s' if count != 1 else ''} "
                                                            "not imported)"))
-    summary.problems[:0] = image_problems
+    summary.problems[:0] = [*coco.skipped, *image_problems]
     return planned
 
 

@@ -6,7 +6,10 @@
 not COCO. A fault in one annotation (a bad polygon, an RLE that does not
 cover its size, a non-integer ``category_id``) or a category whose name
 cannot be a label does not reject the file: the record carries a
-``problem`` and the importer reports it and imports the rest. Nothing here
+``problem`` and the importer reports it and imports the rest. A bad image or
+category entry (a missing ``file_name``, an id used twice) is left out and
+listed in ``CocoFile.skipped``; only a file none of whose images is usable is
+refused. Nothing here
 touches a project. Segmentations are turned into masks later, by
 :func:`segmentation_to_rle`, once the image's size is known.
 """
@@ -16,9 +19,10 @@ from __future__ import annotations
 import json
 import math
 import reprlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from samdesk import masks
 from samdesk.annotations import RLE
@@ -67,12 +71,17 @@ class CocoAnnotation:
     bbox: Any = None  # the file's "bbox" as it is ([x, y, width, height]), checked by the importer
 
 
+_Entry = TypeVar("_Entry", CocoCategory, CocoImage)
+
+
 @dataclass(frozen=True)
 class CocoFile:
     path: Path
     categories: list[CocoCategory]
     images: list[CocoImage]
     annotations: list[CocoAnnotation]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """``(field, problem)`` of each category or image entry left out as unusable."""
 
 
 class _Fields:
@@ -152,19 +161,38 @@ def read_coco(path: str | Path) -> CocoFile:
     check = _Fields(path)
     if not isinstance(document, dict):
         raise check.error("top level", f"must be an object, got {type(document).__name__}")
-    categories = [_category(check, item, i)
-                  for i, item in enumerate(check.objects(document, "categories", False))]
-    images = [_image(check, item, i)
-              for i, item in enumerate(check.objects(document, "images", True))]
+    skipped: list[tuple[str, str]] = []
+    categories = _entries(check, document, "categories", _category, skipped)
+    images = _entries(check, document, "images", _image, skipped)
     annotations = [_annotation(check, item, i)
                    for i, item in enumerate(check.objects(document, "annotations", False))]
-    for key, records in (("categories", categories), ("images", images)):
-        seen: set[int] = set()
-        for index, record in enumerate(records):
-            if record.id in seen:
-                raise check.error(f"{key}[{index}].id", f"id {record.id} is used twice")
-            seen.add(record.id)
-    return CocoFile(path, categories, images, annotations)
+    return CocoFile(path, categories, images, annotations, skipped)
+
+
+def _entries(check: _Fields, document: dict[str, Any], key: str,
+             read: Callable[[_Fields, dict[str, Any], int], _Entry],
+             skipped: list[tuple[str, str]]) -> list[_Entry]:
+    """The usable entries of ``document[key]``; each bad one (a wrong field, an id used
+    twice) goes into ``skipped`` as ``(field, problem)`` and the rest are kept. Only when
+    there were entries and none is usable is the whole file refused, naming the first."""
+    items = check.objects(document, key, key == "images")
+    kept: list[_Entry] = []
+    first_error: FieldError | None = None
+    seen: set[int] = set()
+    for index, item in enumerate(items):
+        try:
+            entry = read(check, item, index)
+            if entry.id in seen:
+                raise check.error(f"{key}[{index}].id", f"id {entry.id} is used twice")
+        except FieldError as exc:
+            first_error = first_error or exc
+            skipped.append((exc.field, exc.problem + "; skipped"))
+            continue
+        seen.add(entry.id)
+        kept.append(entry)
+    if items and not kept and first_error is not None:
+        raise first_error
+    return kept
 
 
 def _category(check: _Fields, item: dict[str, Any], index: int) -> CocoCategory:

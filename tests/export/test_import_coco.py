@@ -200,16 +200,30 @@ def test_a_missing_file_is_named(fresh: Project, tmp_path: Path) -> None:
         import_coco(fresh, tmp_path / "nothere.json")
 
 
+def test_one_bad_image_or_category_entry_is_skipped_and_the_rest_imported(
+        fresh: Project, tmp_path: Path) -> None:
+    square = [[0, 0, 4, 0, 4, 4, 0, 4]]
+    document = {
+        "images": [{"id": 1, "file_name": "a.png"}, {"id": 2},  # no file_name
+                   {"id": 1, "file_name": "b.png"}],  # id 1 again
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": ""}],
+        "annotations": [{"id": 10, "image_id": 1, "category_id": 1, "segmentation": square},
+                        {"id": 11, "image_id": 1, "category_id": 2, "segmentation": square}]}
+    summary = import_coco(fresh, write_json(tmp_path / "partly.json", document))
+    assert [lab.name for lab in fresh.labels()] == ["cat"]
+    assert len(fresh.annotations()) == 1
+    reported = "\n".join(summary.lines())
+    assert "images[1].file_name: missing; skipped" in reported
+    assert "images[2].id: id 1 is used twice; skipped" in reported
+    assert "categories[1].name: must be a non-empty string" in reported
+
+
 @pytest.mark.parametrize("document, message", [
     ("{not json", r"bad.json: not valid JSON at line 1 column 2"),
     ([], r"bad.json: top level: must be an object"),
     ({"annotations": []}, r"bad.json: images: missing"),
     ({"images": [{"id": 1}]}, r"bad.json: images\[0\].file_name: missing"),
     ({"images": [{"id": "x", "file_name": "a.png"}]}, r"images\[0\].id: must be an integer"),
-    ({"images": [{"id": 1, "file_name": "a.png"}, {"id": 1, "file_name": "b.png"}]},
-     r"images\[1\].id: id 1 is used twice"),
-    ({"images": [], "categories": [{"id": 1, "name": ""}]},
-     r"categories\[0\].name: must be a non-empty string"),
 ])
 def test_bad_files_raise_format_error_naming_the_field(fresh: Project, tmp_path: Path,
                                                        document: Any, message: str) -> None:
