@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from samdesk import errorlog
-from samdesk.export import FORMATS, ExportOptions, default_export_folder, export, import_coco
+from samdesk.export import FORMATS, ExportOptions, default_export_folder, export
 from samdesk.project import Project
 
 IMAGE_CHOICES = (
@@ -201,19 +201,3 @@ def start_export(parent: QWidget, project: Project, format_name: str, out: Path,
                              lambda summary: report("\n".join(summary.lines())),
                              lambda message: report(f"Export failed: {message}"))
 
-
-def start_import(parent: QWidget, project: Project, json_path: Path,
-                 report: Callable[[str], None]) -> BackgroundJob:
-    """Import a COCO file in the background (one undo step); Cancel stops it unwritten."""
-
-    def work(progress: Callable[[int, int], None], cancelled: Callable[[], bool]) -> Any:
-        def step(done: int, total: int) -> None:
-            if cancelled():
-                raise JobCancelled()
-            progress(done, total)
-
-        return import_coco(project, json_path, progress=step)
-
-    return run_with_progress(parent, f"Importing {json_path.name}", work,
-                             lambda summary: report("\n".join(summary.lines())),
-                             lambda message: report(f"Import failed: {message}"))
