@@ -16,7 +16,7 @@ from samdesk import masks
 from samdesk.cli import main
 from samdesk.project import Project
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from samdesk.project import Project
 from tests.export_fixtures import write_images
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SQUARE = [[1, 1, 6, 1, 6, 6, 1, 6]]
 
 

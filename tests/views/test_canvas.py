@@ -18,7 +18,7 @@ from samdesk import masks
 from samdesk.views.canvas import Canvas, LayerView, Tool
 from samdesk.views.qtutil import drop_cv2_qt_plugin_path, qimage_to_rgb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LEFT, RIGHT = Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton
 MIDDLE = Qt.MouseButton.MiddleButton
 NOMOD = Qt.KeyboardModifier.NoModifier

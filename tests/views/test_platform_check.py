@@ -28,7 +28,7 @@ from samdesk.views.platform_check import (
     wants_xcb,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LDD_MISSING = """\
 \tlinux-vdso.so.1 (0x00007ffd4e3f2000)
 \tlibQt6XcbQpa.so.6 => /venv/PySide6/Qt/plugins/platforms/../../lib/libQt6XcbQpa.so.6 (0x1)

@@ -116,7 +116,7 @@ def test_two_fetches_of_one_model_install_one_verified_file(
     server, data = served
     digest = hashlib.sha256(data).hexdigest()
     models_dir = tmp_path / "models"
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "SAMDESK_MODELS": str(models_dir),
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     args = [str(SIZE), digest, server.url]

@@ -223,7 +223,7 @@ def test_listing_models_does_not_import_torch(models_dir: Path) -> None:
         "assert main(['models', 'list']) == 0\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
