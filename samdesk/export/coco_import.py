@@ -41,7 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from samdesk import masks
 from samdesk.annotations import RLE, ImageRecord
@@ -93,17 +93,16 @@ class ImportSummary:
 
     def lines(self) -> list[str]:
         """The summary as short lines for a person; long problem lists are cut."""
-        out = [f"{printable(self.source.name)}: {self.images_matched} images matched, "
-               f"{self.annotations_added} masks added, {len(self.labels_created)} new labels"]
+        out = [self._first_line()]
         if self.nothing_matched is not None:
             out.append(self.nothing_matched)
-        out += self._category_lines()
+        out += self._format_lines()
         if self.duplicates_skipped:
             out.append(f"{self.duplicates_skipped} masks were already there and were not added")
         if self.boxes_added:
-            out.append(f"{self.boxes_added} box-only annotations added as pending boxes (no "
-                       "mask yet): 'samdesk batch FOLDER --from-boxes' or G in the window "
-                       "makes their masks")
+            out.append(f"{self.boxes_added} {self.BOXES} added as pending boxes (no mask yet): "
+                       "'samdesk batch FOLDER --from-boxes' or G in the window makes their "
+                       "masks")
         if self.boxes_skipped:
             out.append(f"{self.boxes_skipped} boxes were already there (pending or made into "
                        "masks) and were not added")
@@ -111,6 +110,17 @@ class ImportSummary:
         if len(self.problems) > MAX_LINES:
             out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
         return out
+
+    BOXES: ClassVar[str] = "box-only annotations"
+    """What the format's pending boxes were in the file, for the summary."""
+
+    def _first_line(self) -> str:
+        return (f"{printable(self.source.name)}: {self.images_matched} images matched, "
+                f"{self.annotations_added} masks added, {len(self.labels_created)} new labels")
+
+    def _format_lines(self) -> list[str]:
+        """Lines only this format has (for COCO, the category mapping)."""
+        return self._category_lines()
 
     def _category_lines(self) -> list[str]:
         """One line when every category kept its id; else the mapping, one line each."""

@@ -39,14 +39,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from samdesk import masks
 from samdesk.annotations import RLE, ImageRecord
 from samdesk.export.coco_import import (
-    MAX_LINES,
     ImageMatcher,
     ImportSummary,
     _free_color,
@@ -72,29 +71,17 @@ class LabelmeImportSummary(ImportSummary):
     files_read: int = 0
     skipped_shapes: Counter[str] = field(default_factory=Counter)
 
-    def lines(self) -> list[str]:
-        """The summary as short lines for a person; long problem lists are cut."""
-        out = [f"{printable(self.source.name)}: {self.files_read} labelme files, "
-               f"{self.images_matched} images matched, {self.annotations_added} masks "
-               f"and {self.boxes_added} pending boxes added, "
-               f"{len(self.labels_created)} new labels"]
-        if self.nothing_matched is not None:
-            out.append(self.nothing_matched)
-        out += [f"skipped {count} {kind} shapes: they have no area"
+    BOXES: ClassVar[str] = "rectangles"
+
+    def _first_line(self) -> str:
+        return (f"{printable(self.source.name)}: {self.files_read} labelme files, "
+                f"{self.images_matched} images matched, {self.annotations_added} masks "
+                f"and {self.boxes_added} pending boxes added, "
+                f"{len(self.labels_created)} new labels")
+
+    def _format_lines(self) -> list[str]:
+        return [f"skipped {count} {kind} shapes: they have no area"
                 for kind, count in sorted(self.skipped_shapes.items())]
-        if self.duplicates_skipped:
-            out.append(f"{self.duplicates_skipped} masks were already there and were not added")
-        if self.boxes_added:
-            out.append(f"{self.boxes_added} rectangles added as pending boxes (no mask yet): "
-                       "'samdesk batch FOLDER --from-boxes' or G in the window makes their "
-                       "masks")
-        if self.boxes_skipped:
-            out.append(f"{self.boxes_skipped} boxes were already there (pending or made into "
-                       "masks) and were not added")
-        out += [printable(f"{item}: {reason}") for item, reason in self.problems[:MAX_LINES]]
-        if len(self.problems) > MAX_LINES:
-            out.append(f"... and {len(self.problems) - MAX_LINES} more problems")
-        return out
 
 
 @dataclass
