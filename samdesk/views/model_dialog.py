@@ -43,8 +43,7 @@ from PySide6.QtWidgets import (
 from samdesk.inference.engines import packages, remote
 from samdesk.inference.engines.base import EngineError
 from samdesk.inference.models import checkpoints, paths, registry
-from samdesk.inference.models.checkpoints import _CHECKPOINT_MAGIC
-from samdesk.inference.models.fetch import fetch, format_bytes, sha256_file
+from samdesk.inference.models.fetch import fetch, format_bytes
 from samdesk.inference.models.registry import DETECTOR, SEGMENTER
 from samdesk.views.export_dialog import BackgroundJob, JobCancelled
 
@@ -138,31 +137,13 @@ def fetch_files(name: str, progress: Callable[[int, int], None],
     return [fetch(url, dest, size, sha, progress=step) for url, dest, size, sha in wanted]
 
 
-def differs_from_official(name: str, path: Path) -> bool:
-    """True when ``path`` looks like a PyTorch checkpoint but is not the official
-    file of ``name`` (another size, or another sha256 where one is known)."""
-    spec = registry.MODELS[name]
-    try:
-        with open(path, "rb") as fh:
-            if not fh.read(4).startswith(_CHECKPOINT_MAGIC):
-                return False
-        size = path.stat().st_size
-    except OSError:
-        return False
-    if spec.size is not None and size != spec.size:
-        return True
-    return spec.sha256 is not None and sha256_file(path) != spec.sha256
-
-
 def add_checked(name: str, path: Path) -> Path | None:
     """Register ``path`` as the official checkpoint of ``name``; None (nothing
     registered) when it is a checkpoint that differs: a fine-tuned one, maybe."""
     try:
         return checkpoints.add(name, path)
-    except EngineError:
-        if differs_from_official(name, path):
-            return None
-        raise
+    except checkpoints.NotOfficialError:
+        return None
 
 
 class ModelDialog(QDialog):

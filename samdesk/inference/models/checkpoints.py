@@ -116,6 +116,12 @@ def resolve_detector(name: str | None = None) -> tuple[ModelSpec, Path]:
     )
 
 
+
+class NotOfficialError(EngineError):
+    """:func:`add` without ``force``: the file is a PyTorch checkpoint, but not the
+    official one (another size or sha256): a fine-tuned checkpoint, maybe."""
+
+
 def add(name: str, file: Path | str, force: bool = False) -> Path:
     """Register ``file`` (already on disk) as the checkpoint of model ``name``.
 
@@ -138,14 +144,14 @@ def add(name: str, file: Path | str, force: bool = False) -> Path:
         raise EngineError(f"{path}: not a PyTorch checkpoint (neither a zip nor a pickle file)")
     hint = "; pass --force to register a different (e.g. fine-tuned) checkpoint"
     if spec.size is not None and size != spec.size and not force:
-        raise EngineError(
+        raise NotOfficialError(
             f"{path}: {size} bytes, but the official {spec.filename} has {spec.size}{hint}"
         )
     digest = None
     if spec.sha256 is not None and not force:
         digest = sha256_file(path)
         if digest != spec.sha256:
-            raise EngineError(
+            raise NotOfficialError(
                 f"{path}: sha256 {digest} differs from the official {spec.filename}{hint}"
             )
     models = _read_index()
