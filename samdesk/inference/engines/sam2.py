@@ -25,7 +25,9 @@ package (``configs/sam2.1/sam2.1_hiera_t.yaml``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from hydra.core.global_hydra import GlobalHydra
 
 from samdesk.inference.engines.base import Embedding, EngineError, Prompts
+from samdesk.inference.engines.block_halves import HIERA_HALVES
 from samdesk.inference.engines.device import (
     load_weights,
     read_checkpoint,
@@ -52,20 +55,19 @@ _STD = (0.229, 0.224, 0.225)
 _HYDRA_LOCK = threading.Lock()
 
 
-def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
-    """A SAM 2 model from the hydra ``config`` with untrained weights, in eval mode.
+@contextlib.contextmanager
+def sam2_hydra(config: str) -> Iterator[None]:
+    """Compose SAM 2 hydra configs (``sam2.build_sam``'s builders) inside this block.
 
-    Uses the same overrides as ``sam2.build_sam.build_sam2`` (dynamic
-    multimask fallback). Hydra's global state is process-wide: the config is
-    composed from the ``sam2`` package under a lock, and a state another
-    library set up is put back afterwards (when none was set up, sam2's own
-    is left in place, as ``import sam2`` does). Raises :class:`EngineError`
-    for an unknown config.
+    Hydra's global state is process-wide: the block runs under a lock with
+    the ``sam2`` package's config module, and a state another library set up
+    is put back afterwards (when none was set up, sam2's own is left in
+    place, as ``import sam2`` does). A hydra failure (an unknown ``config``)
+    becomes one :class:`EngineError` line.
     """
     from hydra import initialize_config_module
     from hydra.errors import HydraException
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
-    from sam2.build_sam import build_sam2
 
     with _HYDRA_LOCK:
         backup = get_gh_backup()
@@ -74,14 +76,26 @@ def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
         previous.clear()
         initialize_config_module("sam2", version_base="1.2")
         try:
-            model = build_sam2(config, ckpt_path=None, device=str(device), mode="eval")
+            yield
         except HydraException as exc:
             first = str(exc).strip().splitlines()[0]
             raise EngineError(f"SAM 2 config {config!r} cannot be built: {first}") from None
         finally:
             if restore:
                 restore_gh_from_backup(backup)
-    return model
+
+
+def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
+    """A SAM 2 model from the hydra ``config`` with untrained weights, in eval mode.
+
+    Uses the same overrides as ``sam2.build_sam.build_sam2`` (dynamic
+    multimask fallback), composed under :func:`sam2_hydra`. Raises
+    :class:`EngineError` for an unknown config.
+    """
+    from sam2.build_sam import build_sam2
+
+    with sam2_hydra(config):
+        return build_sam2(config, ckpt_path=None, device=str(device), mode="eval")
 
 
 
@@ -112,7 +126,8 @@ class Sam2Engine(Proposes):
         """:meth:`embed` one chunk at a time, yielding between chunks.
 
         Chunks: preprocessing (resize, normalise); the Hiera trunk's patch and
-        position embedding; each trunk block (keeping the stage outputs
+        position embedding; each trunk block's attention and then its MLP
+        (:mod:`~samdesk.inference.engines.block_halves`; keeping the stage outputs
         ``Hiera.forward`` keeps); the FPN neck with the rest of
         ``SAM2Base.forward_image`` and the decoder-side tensors. The same ops
         in the same order as the library, so the embedding is bit-identical.
@@ -138,11 +153,12 @@ class Sam2Engine(Proposes):
         stage_outputs = []
         last = trunk.stage_ends[-1]
         for i, block in enumerate(trunk.blocks):
-            with encoding(self.device, self.bf16):
-                x = block(x)
-                if i == last or (i in trunk.stage_ends and trunk.return_interm_layers):
-                    stage_outputs.append(x.permute(0, 3, 1, 2))
-            yield
+            for half in HIERA_HALVES:  # a click waits for half a block at most
+                with encoding(self.device, self.bf16):
+                    x = half(block, x)
+                yield
+            if i == last or (i in trunk.stage_ends and trunk.return_interm_layers):
+                stage_outputs.append(x.permute(0, 3, 1, 2))
         with encoding(self.device, self.bf16):
             levels = self._neck(stage_outputs)
         with encoding(self.device, self.bf16, autocast=False):
@@ -269,6 +285,14 @@ def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -
         raise EngineError(f"{spec.name}: no SAM 2 config named in the model registry")
     torch_device = resolve_device(device)
     path = Path(checkpoint)
+    state = read_sam2_state(spec, path)
+    model = build_sam2_model(spec.config, torch.device("cpu"))
+    load_weights(model, state, spec.name, path, "SAM 2")
+    return Sam2Engine(spec.name, model.to(torch_device), torch_device)
+
+
+def read_sam2_state(spec: ModelSpec, path: Path) -> dict:
+    """The ``model`` state dict of an official SAM 2 file, or one EngineError line."""
     content = read_checkpoint(path, spec.name)
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         hint = ""
@@ -276,6 +300,4 @@ def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -
             hint = "; it looks like a SAM (v1) file"
         raise EngineError(f"{spec.name}: {path} is not a SAM 2 checkpoint "
                           f"(no 'model' state dict{hint})")
-    model = build_sam2_model(spec.config, torch.device("cpu"))
-    load_weights(model, content["model"], spec.name, path, "SAM 2")
-    return Sam2Engine(spec.name, model.to(torch_device), torch_device)
+    return content["model"]
