@@ -67,7 +67,10 @@ class MaskLayer:
     ``rle`` is the mask in the image's upright frame, holes and every part
     kept. ``z`` orders layers back (low) to front (high). ``prompts`` records
     how the mask was made (points, boxes, text, model) as JSON-able data.
-    Times are seconds since the epoch (UTC).
+    Times are seconds since the epoch (UTC). ``track_id`` is the track the
+    layer belongs to (``None``: none); ``edited`` is False only for a layer
+    propagation wrote and no person touched since, whose ``object_score`` is
+    the model's object score logit (``None`` otherwise).
     """
 
     id: int
@@ -81,3 +84,18 @@ class MaskLayer:
     prompts: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     updated: float = 0.0
+    track_id: int | None = None
+    edited: bool = True
+    object_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object across the frames of a sequence, with one label.
+
+    ``id`` is the object id SAM 2's video predictor knows it by (``obj_id``).
+    """
+
+    id: int
+    label_id: int | None
+    name: str | None

@@ -16,6 +16,11 @@ it was. The history is bounded: it keeps the newest :data:`MAX_EDITS` (500)
 edits, dropping the oldest first once there are more or once the kept edits
 take more than :data:`MAX_BYTES` (64 MiB) of JSON; the newest edit is always
 kept, whatever its size.
+
+A *chain* is a run of edits committed one by one that a person undoes as one:
+the frames a propagation run writes. Its rows share a ``grp`` number in the
+``history`` table; undo and redo move a whole chain, and it counts as one edit
+against :data:`MAX_EDITS`.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class HistoryEntry:
 
     description: str
     changes: list[RowChange] = field(default_factory=list)
+    chain: bool = False
+    """Join the edit before when it is a chained one of the same description."""
 
     def merged_changes(self) -> list[RowChange]:
         """Changes with several edits of one row folded into one (first before, last after)."""
@@ -132,23 +139,36 @@ class History:
         with self._mutex:
             conn = self._in_transaction()
             conn.execute("DELETE FROM history WHERE stack='redo'")
-            conn.execute("INSERT INTO history (seq, stack, bytes, description, changes) "
+            group = self._chain_group(conn, entry) if entry.chain else None
+            conn.execute("INSERT INTO history (seq, stack, bytes, description, changes, grp) "
                          "VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM history), "
-                         "'undo', ?, ?, ?)", (len(text), entry.description, text))
+                         "'undo', ?, ?, ?, ?)", (len(text), entry.description, text, group))
             self._trim(conn)
 
+    @staticmethod
+    def _chain_group(conn: sqlite3.Connection, entry: HistoryEntry) -> int:
+        """The ``grp`` of the top undo edit when it is a chain ``entry`` joins, else a new one."""
+        top = conn.execute("SELECT grp, description FROM history WHERE stack='undo' "
+                           "ORDER BY seq DESC LIMIT 1").fetchone()
+        if top is not None and top[0] is not None and top[1] == entry.description:
+            return int(top[0])
+        return int(conn.execute("SELECT COALESCE(MAX(grp), 0) + 1 FROM history").fetchone()[0])
+
     def _trim(self, conn: sqlite3.Connection) -> None:
-        count, total = conn.execute("SELECT COUNT(*), TOTAL(bytes) FROM history "
-                                    "WHERE stack='undo'").fetchone()
+        count, total = conn.execute("SELECT COUNT(DISTINCT COALESCE(grp, -seq)), TOTAL(bytes) "
+                                    "FROM history WHERE stack='undo'").fetchone()
         if count <= self.limit and total <= self.max_bytes:
             return
-        kept, size, cut = 0, 0, None
-        for seq, nbytes in conn.execute("SELECT seq, bytes FROM history WHERE stack='undo' "
-                                        "ORDER BY seq DESC"):
+        kept, size, cut, last = 0, 0, None, object()
+        for seq, nbytes, group in conn.execute("SELECT seq, bytes, grp FROM history "
+                                               "WHERE stack='undo' ORDER BY seq DESC"):
+            if group is not None and group == last:  # the rest of a kept chain stays
+                size += nbytes
+                continue
             if kept and (kept >= self.limit or size + nbytes > self.max_bytes):
                 cut = seq
                 break
-            kept, size = kept + 1, size + nbytes
+            kept, size, last = kept + 1, size + nbytes, group
         if cut is not None:
             conn.execute("DELETE FROM history WHERE stack='undo' AND seq<=?", (cut,))
 
@@ -198,22 +218,28 @@ class History:
         return self._step("redo", "undo", apply)
 
     def _step(self, source: str, target: str, apply: ApplyRow) -> HistoryEntry | None:
-        """Apply the top entry of ``source`` and move it on top of ``target``."""
+        """Apply the top entry (or chain) of ``source`` and move it on top of ``target``."""
         with self._mutex:
-            found = self._top(source)
+            found = self._top(source, "seq, description, changes, grp")
             if found is None:
                 return None
             conn = self._in_transaction()
-            seq, description, text = found
-            entry = HistoryEntry(description, decode_changes(text))
+            seq, description, text, group = found
+            steps = [(seq, text)]
+            if group is not None:  # the whole chain, oldest first
+                steps = [tuple(r) for r in conn.execute(
+                    "SELECT seq, changes FROM history WHERE stack=? AND grp=? ORDER BY seq",
+                    (source, group))]
+            entry = HistoryEntry(description, [c for _, t in steps for c in decode_changes(t)])
             if source == "undo":
                 for change in reversed(entry.changes):
                     apply(change.table, change.row_id, change.before)
             else:
                 for change in entry.changes:
                     apply(change.table, change.row_id, change.after)
-            conn.execute("UPDATE history SET stack=?, seq=(SELECT MAX(seq) + 1 FROM history) "
-                         "WHERE seq=?", (target, seq))
+            for step_seq, _ in steps:  # oldest first: the chain keeps its order on top
+                conn.execute("UPDATE history SET stack=?, seq=(SELECT MAX(seq) + 1 FROM "
+                             "history) WHERE seq=?", (target, step_seq))
             return entry
 
     def clear(self) -> None:

@@ -28,6 +28,7 @@ from samdesk.project_edits import LabelsAndLayers
 from samdesk.project_files import ChangedFiles, stat_differs
 from samdesk.project_merge import SpareMerging, refuse_lost_store
 from samdesk.project_scan import ImageListing
+from samdesk.project_tracks import Tracks
 from samdesk.storage import (
     TABLE_COLUMNS,
     ProjectLock,
@@ -46,13 +47,14 @@ _READABLE_AGAIN = ("UPDATE images SET status=CASE WHEN EXISTS (SELECT 1 FROM ann
 
 @dataclass(frozen=True)
 class ProjectEvent:
-    """What changed: ``kinds`` holds "images", "labels", "annotations" or "pending_boxes"."""
+    """What changed: ``kinds`` holds "images", "labels", "annotations", "pending_boxes",
+    "tracks", "track_absent" (absent marks) or "sequence" (the sequence mark)."""
 
     kinds: frozenset[str]
     image_ids: frozenset[int]
 
 
-class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, SpareMerging):
+class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, Tracks, SpareMerging):
     """An open project. Use :meth:`open`; close it (or use ``with``) when done."""
 
     def __init__(self, folder: Path, conn: sqlite3.Connection, lock: ProjectLock | None,
@@ -173,8 +175,12 @@ class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, SpareMe
 
     # ------------------------------------------------------------ transactions
     @contextmanager
-    def batch(self, description: str) -> Iterator[HistoryEntry]:
+    def batch(self, description: str, *, chain: bool = False) -> Iterator[HistoryEntry]:
         """Group the edits made inside into one transaction and one undo step.
+
+        ``chain`` joins the undo step to the one before when that one was a chained
+        step of the same description too (the frames one propagation run writes,
+        each committed as it comes): undo and redo take the chain as one.
 
         The undo step is written in the same transaction. If anything fails,
         the store, the history and the kept image list are as before and no
@@ -186,7 +192,7 @@ class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, SpareMe
             if self._entry is not None:  # nested: join the outer edit
                 yield self._entry
                 return
-            entry = self._entry = HistoryEntry(description)
+            entry = self._entry = HistoryEntry(description, chain=chain)
             self._touched = (set(), set())
             try:
                 with self._write():
@@ -222,7 +228,7 @@ class Project(ImageListing, ChangedFiles, LabelsAndLayers, PendingBoxes, SpareMe
         for row in (before, after):
             if row is None:
                 continue
-            if table in ("annotations", "pending_boxes"):
+            if table in ("annotations", "pending_boxes", "track_absent"):
                 image_ids.add(int(row["image_id"]))
             elif table == "images":
                 image_ids.add(int(row["id"]))

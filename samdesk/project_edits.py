@@ -81,6 +81,10 @@ class LabelsAndLayers:
                     after: Row | None) -> None: ...
         def _row(self, table: str, row_id: int) -> Row: ...
         def _next_id(self, table: str) -> int: ...
+        def _join_track(self, track_id: int, image_id: int, label_id: int | None,
+                        edited: bool) -> int | None: ...
+        def _relabel(self, track_id: int, label_id: int | None) -> None: ...
+        def _mark_absent(self, track_id: int, image_id: int) -> None: ...
 
     # ------------------------------------------------------------------ labels
     def labels(self) -> list[Label]:
@@ -166,7 +170,8 @@ class LabelsAndLayers:
 
     def delete_label(self, label_id: int, masks: str | int = "unlabel") -> None:
         """Delete a label. Its masks (and pending boxes) are kept without a label
-        (``"unlabel"``), deleted (``"delete"``), or given another label (an int label id)."""
+        (``"unlabel"``), deleted (``"delete"``), or given another label (an int label id);
+        its tracks are left unlabelled or take the other label."""
         with self.batch("Delete label"):
             before = self._row("labels", label_id)
             ids = [r[0] for r in self._conn.execute(
@@ -185,6 +190,11 @@ class LabelsAndLayers:
                 box = dict(found)
                 self._record("pending_boxes", box["id"], box, None if masks == "delete" else
                              {**box, "label_id": None if masks == "unlabel" else int(masks)})
+            for found in self._conn.execute("SELECT * FROM tracks WHERE label_id=?",
+                                            (label_id,)).fetchall():
+                track = dict(found)
+                self._record("tracks", track["id"], track, {
+                    **track, "label_id": int(masks) if isinstance(masks, int) else None})
             self._record("labels", label_id, before, None)
 
     # ------------------------------------------------------------- mask layers
@@ -206,14 +216,24 @@ class LabelsAndLayers:
 
     def add_annotation(self, image_id: int, rle: RLE, label_id: int | None = None,
                        score: float | None = None,
-                       prompts: dict[str, Any] | None = None) -> MaskLayer:
-        """Add a mask layer on top of the image's others (undoable)."""
+                       prompts: dict[str, Any] | None = None, *,
+                       track_id: int | None = None, edited: bool = True,
+                       object_score: float | None = None) -> MaskLayer:
+        """Add a mask layer on top of the image's others (undoable).
+
+        With ``track_id`` the layer joins that track and takes its label (an
+        unlabelled track takes ``label_id``); a person-made layer (``edited``)
+        replaces a propagated one of the track on the image and clears an absent
+        mark there, and a second person-made one is refused.
+        """
         with self.batch("Add mask"):
             image = self._row("images", image_id)
             if label_id is not None:
                 self._row("labels", label_id)
             columns = rows.rle_columns(rle)
             _check_fits(image, columns)
+            if track_id is not None:
+                label_id = self._join_track(track_id, image_id, label_id, edited)
             top = self._conn.execute("SELECT COALESCE(MAX(z), -1) FROM annotations "
                                      "WHERE image_id=?", (image_id,)).fetchone()[0]
             ann_id = self._next_id("annotations")
@@ -221,7 +241,8 @@ class LabelsAndLayers:
             row = {"id": ann_id, "image_id": image_id, "label_id": label_id,
                    **columns, "z": int(top) + 1, "visible": 1, "locked": 0,
                    "score": score, "prompts": rows.dumps(prompts), "created": stamp,
-                   "updated": stamp}
+                   "updated": stamp, "track_id": track_id, "edited": int(bool(edited)),
+                   "object_score": object_score}
             self._record("annotations", ann_id, None, row)
             if image["status"] == ImageStatus.TODO.value:
                 self._record("images", image_id, image,
@@ -231,7 +252,11 @@ class LabelsAndLayers:
     def update_annotation(self, ann_id: int, *, rle: Any = UNSET, label_id: Any = UNSET,
                           visible: Any = UNSET, locked: Any = UNSET, score: Any = UNSET,
                           prompts: Any = UNSET, description: str = "Edit mask") -> MaskLayer:
-        """Change a layer's mask, label, visibility, lock, score or prompts."""
+        """Change a layer's mask, label, visibility, lock, score or prompts.
+
+        A new mask makes the layer person-made (``edited``), so propagation keeps
+        it; a new label of a tracked layer relabels its whole track.
+        """
         with self.batch(description):
             before = self._row("annotations", ann_id)
             after = dict(before)
@@ -240,10 +265,14 @@ class LabelsAndLayers:
                     raise ProjectError(f"mask {ann_id} is locked; unlock it to edit")
                 after.update(rows.rle_columns(rle))
                 _check_fits(self._row("images", before["image_id"]), after)
+                after["edited"], after["object_score"] = 1, None
             if label_id is not UNSET:
                 if label_id is not None:
                     self._row("labels", label_id)
                 after["label_id"] = label_id
+                if before["track_id"] is not None and before["label_id"] != label_id:
+                    self._relabel(before["track_id"], label_id)
+                    before = self._row("annotations", ann_id)  # now with the new label
             if visible is not UNSET:
                 after["visible"] = int(bool(visible))
             if locked is not UNSET:
@@ -257,9 +286,14 @@ class LabelsAndLayers:
         return self.annotation(ann_id)
 
     def delete_annotations(self, ann_ids: Iterable[int]) -> None:
-        """Delete mask layers (locked ones are refused)."""
+        """Delete mask layers (locked ones are refused). A deleted layer of a track
+        leaves an absent mark: the person says the object is not on that frame."""
         ids = list(ann_ids)
         with self.batch("Delete mask" if len(ids) == 1 else f"Delete {len(ids)} masks"):
+            for ann_id in ids:
+                row = self._row("annotations", ann_id)
+                if row["track_id"] is not None and not row["locked"]:
+                    self._mark_absent(row["track_id"], row["image_id"])
             self._delete_layers(ids, check_lock=True)
 
     def _delete_layers(self, ann_ids: list[int], check_lock: bool) -> None:

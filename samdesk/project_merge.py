@@ -126,7 +126,8 @@ class SpareMerging:
                 new_id = self._next_id("annotations")
                 self._record("annotations", new_id, None,
                              {**layer, "id": new_id, "image_id": image_id,
-                              "label_id": label_id, "z": int(top) + 1})
+                              "label_id": label_id, "z": int(top) + 1,
+                              "track_id": None})  # the spare's tracks are not merged
                 added += 1
             for box in boxes or []:  # pending boxes: the same box twice is one
                 image_id = image_ids[box["image_id"]]
@@ -153,7 +154,7 @@ def _read_spare(spare: Path) -> tuple[list[Row], dict[int, Row], list[Row], list
         store_checks.check_health(conn, spare)
         version = store_checks.check_version(conn, spare, storage.SCHEMA_VERSION)
         store_checks.check_columns(conn, spare, storage.tables_at(version))
-        columns = storage.TABLE_COLUMNS
+        columns = storage.tables_at(version)  # an older spare lacks the newer columns
         labels = [dict(r) for r in conn.execute(
             f"SELECT {', '.join(columns['labels'])} FROM labels ORDER BY id")]
         images = {int(r["id"]): dict(r) for r in conn.execute(

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from itertools import islice, repeat
 from typing import Any
 
-from samdesk.annotations import RLE, ImageRecord, ImageStatus, Label, MaskLayer
+from samdesk.annotations import RLE, ImageRecord, ImageStatus, Label, MaskLayer, Track
 from samdesk.errors import ProjectError
 from samdesk.imagefiles import stored_path, stored_paths
 
@@ -155,6 +155,8 @@ def label(row: RowLike) -> Label:
 
 
 def mask_layer(row: RowLike) -> MaskLayer:
+    keys = row.keys()  # a store older than schema 4, opened read-only, has no track columns
+    tracked = "track_id" in keys
     return MaskLayer(
         id=int(row["id"]),
         image_id=int(row["image_id"]),
@@ -167,7 +169,14 @@ def mask_layer(row: RowLike) -> MaskLayer:
         prompts=json.loads(row["prompts"] or "{}"),
         created=float(row["created"]),
         updated=float(row["updated"]),
+        track_id=row["track_id"] if tracked else None,
+        edited=bool(row["edited"]) if tracked else True,
+        object_score=row["object_score"] if tracked else None,
     )
+
+
+def track(row: RowLike) -> Track:
+    return Track(id=int(row["id"]), label_id=row["label_id"], name=row["name"])
 
 
 def rle_columns(rle: RLE) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,7 +38,7 @@ from samdesk.store_location import (  # noqa: F401 - re-exported: where a store 
 )
 from samdesk.transaction import store_error
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The store layout this samdesk writes; :data:`MIGRATIONS` takes an older store up to it."""
 BUSY_TIMEOUT_MS = 750
 """How long a write waits for another program's lock on the store before it gives up
@@ -118,12 +119,54 @@ CREATE INDEX IF NOT EXISTS pending_boxes_by_image ON pending_boxes(image_id, id)
 """
 """Detection boxes waiting to become masks (:mod:`samdesk.project_boxes`): XYXY upright pixels."""
 
-MIGRATIONS: dict[int, str] = {
+TRACKS_TABLES = """
+CREATE TABLE IF NOT EXISTS tracks (
+    id INTEGER PRIMARY KEY,
+    label_id INTEGER REFERENCES labels(id),
+    name TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS track_absent (
+    id INTEGER NOT NULL UNIQUE,
+    track_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL,
+    PRIMARY KEY (track_id, image_id)
+);
+"""
+"""Tracks (one object across the frames of a sequence, :mod:`samdesk.project_tracks`) and
+absent marks (a person deleted a track's mask on a frame); ``track_absent.id`` is the key
+the undo history names a mark by."""
+
+ADDED_COLUMNS = {
+    4: (("annotations", "track_id", "INTEGER REFERENCES tracks(id)"),
+        ("annotations", "edited", "INTEGER NOT NULL DEFAULT 1"),
+        ("annotations", "object_score", "REAL"),
+        ("history", "grp", "INTEGER")),
+}
+"""Columns each schema version adds to an existing table: ``(table, column, declaration)``."""
+
+
+def _tracks_step(conn: sqlite3.Connection) -> str:
+    """Schema 3 -> 4 (issue 14): tracks, absent marks, three annotation columns and the
+    undo-history group of a propagation run. A column already there is not added again."""
+    sql = [TRACKS_TABLES]
+    for table, column, declaration in ADDED_COLUMNS[4]:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            sql.append(f"ALTER TABLE {table} ADD COLUMN {column} {declaration};")
+    sql.append("CREATE INDEX IF NOT EXISTS annotations_by_track ON annotations(track_id, "
+               "image_id);")
+    return "".join(sql)
+
+
+MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], str]] = {
     2: HISTORY_TABLE,  # schema 1 -> 2: the undo history is kept in the store (issue 9.10)
     3: PENDING_BOXES_TABLE,  # 2 -> 3: imported boxes wait for a segmenter (issue 12.3)
+    4: _tracks_step,  # 3 -> 4: tracks of a frame sequence (issue 14)
 }
 """SQL that takes a store from version ``v - 1`` to ``v``, for each ``v`` up to
-:data:`SCHEMA_VERSION`; each step runs in one transaction with its version bump.
+:data:`SCHEMA_VERSION` (or a function of the connection that returns it); each step
+runs in one transaction with its version bump.
 A new store is made at version 1 (:data:`SCHEMA`) and then takes every step. Add a
 table or column here, never in :data:`SCHEMA`, and bump :data:`SCHEMA_VERSION`."""
 
@@ -132,18 +175,24 @@ TABLE_COLUMNS = {
                "status", "error", "changed", "missing", "verified"),
     "labels": ("id", "name", "color", "hotkey"),
     "annotations": ("id", "image_id", "label_id", "height", "width", "counts", "z", "visible",
-                    "locked", "score", "prompts", "created", "updated"),
+                    "locked", "score", "prompts", "created", "updated", "track_id", "edited",
+                    "object_score"),
     "pending_boxes": ("id", "image_id", "label_id", "x0", "y0", "x1", "y1", "source",
                       "created"),
+    "tracks": ("id", "label_id", "name", "created"),
+    "track_absent": ("id", "track_id", "image_id"),
 }
-TABLE_SINCE = {"pending_boxes": 3}
+TABLE_SINCE = {"pending_boxes": 3, "tracks": 4, "track_absent": 4}
 """The schema version that brought each table of :data:`TABLE_COLUMNS` newer than 1."""
 
 
 def tables_at(version: int) -> dict[str, tuple[str, ...]]:
     """The tables (and their columns) a store at schema ``version`` has: an older store
     opened read-only (so not migrated) lacks the newer ones, and is not refused for it."""
-    return {t: c for t, c in TABLE_COLUMNS.items() if TABLE_SINCE.get(t, 1) <= version}
+    newer = {(table, column) for step, added in ADDED_COLUMNS.items() if step > version
+             for table, column, _ in added}
+    return {t: tuple(c for c in columns if (t, c) not in newer)
+            for t, columns in TABLE_COLUMNS.items() if TABLE_SINCE.get(t, 1) <= version}
 
 
 class ProjectLock:
@@ -334,7 +383,10 @@ def _migrate(conn: sqlite3.Connection, db_path: Path) -> None:
 def _upgrade(conn: sqlite3.Connection, version: int) -> None:
     """Take a store at ``version`` to :data:`SCHEMA_VERSION`, one migration per transaction."""
     for step in range(version + 1, SCHEMA_VERSION + 1):
-        conn.executescript(f"BEGIN;{MIGRATIONS[step]}UPDATE meta SET value='{step}' "
+        sql = MIGRATIONS[step]
+        if callable(sql):
+            sql = sql(conn)
+        conn.executescript(f"BEGIN;{sql}UPDATE meta SET value='{step}' "
                            "WHERE key='schema_version';COMMIT;")
 
 

@@ -193,4 +193,4 @@ def test_a_schema_1_store_is_migrated_and_keeps_its_masks(folder):
         assert project.undo() == "Add label tree"
     with sqlite3.connect(db) as conn:
         version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        assert int(version[0]) == storage.SCHEMA_VERSION == 3
+        assert int(version[0]) == storage.SCHEMA_VERSION == 4
