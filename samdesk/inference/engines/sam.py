@@ -40,6 +40,7 @@ from segment_anything.modeling import (
 )
 
 from samdesk.inference.engines.base import Embedding, EngineError, Prompts
+from samdesk.inference.engines.block_halves import VIT_HALVES
 from samdesk.inference.engines.device import (
     load_weights,
     read_checkpoint,
@@ -131,7 +132,8 @@ class SamEngine(Proposes):
         """:meth:`embed` one chunk at a time, yielding between chunks.
 
         Chunks: preprocessing (resize, normalise, pad); patch and position
-        embedding; each block of ``ImageEncoderViT.blocks``; the neck. The
+        embedding; each block of ``ImageEncoderViT.blocks`` as its attention and
+        then its MLP (:mod:`~samdesk.inference.engines.block_halves`); the neck. The
         same ops in the same order as ``ImageEncoderViT.forward``, so the
         embedding is bit-identical. Returns the :class:`Embedding`.
         """
@@ -151,9 +153,10 @@ class SamEngine(Proposes):
                 x = x + encoder.pos_embed
         yield
         for block in encoder.blocks:
-            with encoding(self.device, self.bf16):
-                x = block(x)
-            yield
+            for half in VIT_HALVES:  # a click waits for half a block at most
+                with encoding(self.device, self.bf16):
+                    x = half(block, x)
+                yield
         with encoding(self.device, self.bf16):
             features = encoder.neck(x.permute(0, 3, 1, 2))
         with encoding(self.device, self.bf16, autocast=False):

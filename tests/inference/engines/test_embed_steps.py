@@ -81,8 +81,8 @@ def test_sam_steps_equal_the_reference_predictor_bit_for_bit(
     reference.set_image(rgb)
     assert embedding.image_size == SHAPE
     assert np.array_equal(embedding.tensors["image_embed"], reference.features.numpy())
-    # preprocessing, patch embedding, then one pause after each block
-    assert pauses == 2 + len(sam.model.image_encoder.blocks)
+    # preprocessing, patch embedding, then a pause after each block's attention and its MLP
+    assert pauses == 2 + 2 * len(sam.model.image_encoder.blocks)
     assert modes == [False] * pauses  # the encoder's inference mode is not left on
     assert np.array_equal(sam.embed(rgb).tensors["image_embed"],
                           embedding.tensors["image_embed"])
@@ -109,7 +109,7 @@ def test_sam2_steps_equal_the_librarys_forward_image_bit_for_bit(sam2: Sam2Engin
     assert np.array_equal(tensors["high_res_0"], levels[0].numpy())
     assert np.array_equal(tensors["high_res_1"], levels[1].numpy())
     assert tensors["high_res_0"].shape == (1, 32, 256, 256)
-    assert pauses == 2 + len(trunk.blocks)
+    assert pauses == 2 + 2 * len(trunk.blocks)  # attention and MLP of each block apart
     assert modes == [False] * pauses
 
 
