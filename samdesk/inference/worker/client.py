@@ -4,6 +4,8 @@ It owns the worker's QThread, assigns request ids, puts requests on the shared
 :class:`~samdesk.inference.worker.request_queue.RequestQueue`, wakes the worker, and
 re-emits only results that are still current (the latest id of their kind, on
 the image in focus), as napari's layer slicer and ndv's generation counter do.
+A propagation (:meth:`InferenceClient.propagate`) is never stale: each of its
+masks, its progress and its end come back until it ends or the client stops.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -20,6 +22,7 @@ from samdesk.images import load_rgb
 from samdesk.inference.engines.base import Box, Prompts
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.worker.cache import EmbeddingCache
+from samdesk.inference.worker.propagate import VideoLoader, load_video
 from samdesk.inference.worker.request_queue import RequestQueue
 from samdesk.inference.worker.requests import (
     BoxMasks,
@@ -34,11 +37,17 @@ from samdesk.inference.worker.requests import (
     Predict,
     PredictResult,
     Progress,
+    Propagate,
+    PropagationDone,
     SegmentBoxes,
     SetModel,
+    TrackFrame,
     prefetch_list,
 )
 from samdesk.inference.worker.worker import ImageLoader, InferenceWorker, ModelLoader
+
+if TYPE_CHECKING:
+    from samdesk.tracking import TrackPlan
 
 
 class InferenceClient(QObject):
@@ -58,6 +67,9 @@ class InferenceClient(QObject):
     embedding_state = Signal(object)  # EmbeddingState (the image in focus only)
     progress = Signal(object)  # Progress
     failed = Signal(object)  # Failure
+    track_frame = Signal(object)  # TrackFrame of a propagation not ended yet
+    propagation_progress = Signal(object)  # Progress of a propagation (frames visited)
+    propagation_done = Signal(object)  # PropagationDone (a failure comes as ``failed``)
     idle = Signal()
     _wake = Signal()
 
@@ -67,10 +79,13 @@ class InferenceClient(QObject):
         loader: ModelLoader = load_model,
         image_loader: ImageLoader = load_rgb,
         parent: QObject | None = None,
+        video_loader: VideoLoader = load_video,
     ) -> None:
         super().__init__(parent)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._loader, self._image_loader = loader, image_loader
+        self._video_loader = video_loader
+        self._propagations: set[int] = set()  # Propagate requests not ended yet
         self._queue = RequestQueue()
         self._ids = itertools.count(1)
         self._latest: dict[str, int] = {}
@@ -89,7 +104,7 @@ class InferenceClient(QObject):
         if self._queue.closed:
             self._queue = RequestQueue()
         thread, worker = QThread(), InferenceWorker(
-            self._queue, self.cache, self._loader, self._image_loader
+            self._queue, self.cache, self._loader, self._image_loader, self._video_loader
         )
         thread.setObjectName("samdesk-inference")
         worker.release_when_idle = self._release_when_idle
@@ -102,6 +117,8 @@ class InferenceClient(QObject):
         worker.embedding_state.connect(self._on_embedding_state)
         worker.progress.connect(self._on_progress)
         worker.failed.connect(self._on_failed)
+        worker.track_frame.connect(self._on_track_frame)
+        worker.propagation_done.connect(self._on_propagation_done)
         worker.idle.connect(self.idle)
         self._wake.connect(worker.wake)
         thread.finished.connect(worker.deleteLater)
@@ -113,6 +130,7 @@ class InferenceClient(QObject):
         """Drop pending work, let the running job finish, and end the thread."""
         self._queue.close()
         self._box_requests.clear()
+        self._propagations.clear()
         thread, self._thread, self._worker = self._thread, None, None
         if thread is not None:
             thread.quit()
@@ -200,12 +218,43 @@ class InferenceClient(QObject):
         self._wake.emit()
         return request.request_id
 
+    def propagate(self, plan: TrackPlan, model: str | None = None,
+                  checkpoint: Path | None = None, device: str | None = None) -> int:
+        """Carry ``plan``'s tracks through its frames (SAM 2 / 2.1; None: the loaded one).
+
+        Never superseded: every mask comes back as :attr:`track_frame`, progress
+        as :attr:`propagation_progress`, the end as :attr:`propagation_done` (or
+        :attr:`failed`). :meth:`cancel` stops it after the frame in progress.
+        """
+        request = Propagate(next(self._ids), plan, model, checkpoint, device)
+        self._propagations.add(request.request_id)
+        self._queue.put(request)
+        self._wake.emit()
+        return request.request_id
+
+    def propagating(self, request_id: int) -> bool:
+        """Whether propagation ``request_id`` is queued or running (its end not delivered)."""
+        return request_id in self._propagations
+
     def prefetch(self, images: Iterable[ImageRef]) -> int:
         """Encode ``images`` while idle (replaces the previous list)."""
         return self._submit("prefetch", prefetch_list(images, next(self._ids)))
 
     def cancel(self, request_id: int) -> bool:
-        """Drop a request that has not started; its result, if any, is never delivered."""
+        """Drop a request that has not started; its result, if any, is never delivered.
+
+        A propagation that is running stops after its current frame instead: the
+        masks made so far are still delivered, then its :attr:`propagation_done`
+        (``cancelled``); one not started yet ends at once, cancelled.
+        """
+        if request_id in self._propagations:
+            found = self._queue.cancel(request_id)
+            if found and request_id not in self._queue.pending_ids() and not self._queue.stopping(
+                    request_id):
+                self._propagations.discard(request_id)  # it had not started: it ends now
+                self.propagation_done.emit(PropagationDone(
+                    request_id, 0, True, "Propagation cancelled before it started"))
+            return found
         for kind, latest in list(self._latest.items()):
             if latest == request_id:
                 del self._latest[kind]
@@ -259,8 +308,22 @@ class InferenceClient(QObject):
 
     @Slot(object)
     def _on_progress(self, progress: Progress) -> None:
-        if self._current("prefetch", progress.request_id):
+        if progress.request_id in self._propagations:
+            if self._thread is not None:
+                self.propagation_progress.emit(progress)
+        elif self._current("prefetch", progress.request_id):
             self.progress.emit(progress)
+
+    @Slot(object)
+    def _on_track_frame(self, frame: TrackFrame) -> None:
+        if self._thread is not None and frame.request_id in self._propagations:
+            self.track_frame.emit(frame)
+
+    @Slot(object)
+    def _on_propagation_done(self, done: PropagationDone) -> None:
+        if self._thread is not None and done.request_id in self._propagations:
+            self._propagations.discard(done.request_id)
+            self.propagation_done.emit(done)
 
     @Slot(object)
     def _on_failed(self, failure: Failure) -> None:
@@ -268,6 +331,9 @@ class InferenceClient(QObject):
             return
         if failure.request_id in self._box_requests:
             self._box_requests.discard(failure.request_id)
+            self.failed.emit(failure)
+        elif failure.request_id in self._propagations:
+            self._propagations.discard(failure.request_id)
             self.failed.emit(failure)
         elif failure.request_id in self._latest.values():
             self.failed.emit(failure)

@@ -13,7 +13,10 @@ thread share (the requests and jobs it holds are in
    finds them ready;
 6. making masks from pending boxes (:class:`SegmentBoxes`), oldest first:
    never superseded, and kept when the person moves to another image;
-7. when nothing else is left and no prediction, detection or focus came for
+7. propagating tracks through frames (:class:`Propagate`), oldest first,
+   never superseded; :meth:`RequestQueue.cancel` of the one running asks it
+   to stop after its current frame (:meth:`RequestQueue.stopping`);
+8. when nothing else is left and no prediction, detection or focus came for
    :attr:`RequestQueue.prefetch_settle_s`, encoding the next prefetch image
    (a cache hit when it is encoded already).
 
@@ -45,6 +48,7 @@ from samdesk.inference.worker.requests import (
     Job,
     Predict,
     Prefetch,
+    Propagate,
     Request,
     SegmentBoxes,
     SetModel,
@@ -73,6 +77,9 @@ class RequestQueue:
         self._prefetch: _Prefetching | None = None
         self._candidates: deque[UpsampleCandidate] = deque()
         self._boxes: deque[SegmentBoxes] = deque()
+        self._propagations: deque[Propagate] = deque()
+        self._propagating: int | None = None  # the id of the propagation running
+        self._stopping: set[int] = set()  # running propagations asked to stop
         self._newest = 0  # id of the latest prediction, detection or focus
         self._closed = False
         self._interactive_at = float("-inf")  # time.monotonic() of the latest such put
@@ -93,6 +100,9 @@ class RequestQueue:
                 return self._refocus(request)
             if isinstance(request, SegmentBoxes):
                 self._boxes.append(request)
+                return []
+            if isinstance(request, Propagate):
+                self._propagations.append(request)
                 return []
             if isinstance(request, Prefetch):
                 old = self._prefetch
@@ -138,17 +148,23 @@ class RequestQueue:
                 return self._candidates.popleft()
             if self._boxes:
                 return self._boxes.popleft()
+            if self._propagations:
+                job = self._propagations.popleft()
+                self._propagating = job.request_id
+                return job
             return self._next_prefetch()
 
-    def take_ready(self, ready: Callable[[str], bool]) -> Job | None:
+    def take_ready(self, ready: Callable[[str], bool], encode_focus: bool = False) -> Job | None:
         """Work that needs no encoder, for the worker to run between chunks of an encode.
 
         The oldest prediction or text detection whose image is ``ready``
         (``ready(image_key)``, as for :meth:`take`), else the full-resolution
         mask of a previewed candidate (:attr:`UpsampleCandidate.shown`), else
-        the focus encode when the focused image is ready (a cache hit). None
-        when there is none, when the queue is closed, or while a model change
-        waits (it runs first, after the encode, as :meth:`take` would order it).
+        the focus encode when the focused image is ready (a cache hit), or,
+        with ``encode_focus`` (between the frames of a propagation), when it
+        is not. None when there is none, when the queue is closed, or while a
+        model change waits (it runs first, after the running job, as
+        :meth:`take` would order it).
         """
         with self._lock:
             if self._closed or self._models:
@@ -160,7 +176,8 @@ class RequestQueue:
             if self._candidates and self._candidates[0].shown:
                 return self._candidates.popleft()
             focus = self._focus
-            if focus is not None and not self._focus_taken and ready(focus.image.key):
+            if focus is not None and not self._focus_taken and (
+                    encode_focus or ready(focus.image.key)):
                 self._focus_taken = True
                 return Encode(focus.image, focus.request_id, "focus")
             return None
@@ -218,9 +235,29 @@ class RequestQueue:
             self._boxes = deque(j for j in self._boxes if j.image.key != image_key)
             return gone
 
-    def cancel(self, request_id: int) -> bool:
-        """Drop the pending request ``request_id``; False if it is not pending."""
+    def stopping(self, request_id: int) -> bool:
+        """Whether the running propagation ``request_id`` should stop (cancelled, or closing)."""
         with self._lock:
+            return self._closed or request_id in self._stopping
+
+    def propagation_ended(self, request_id: int) -> None:
+        """The worker finished (or gave up) propagation ``request_id``."""
+        with self._lock:
+            self._stopping.discard(request_id)
+            if self._propagating == request_id:
+                self._propagating = None
+
+    def cancel(self, request_id: int) -> bool:
+        """Drop the pending request ``request_id``, or ask the running propagation of
+        that id to stop after its current frame; False if it is neither."""
+        with self._lock:
+            if self._propagating == request_id:
+                self._stopping.add(request_id)
+                return True
+            if any(job.request_id == request_id for job in self._propagations):
+                self._propagations = deque(j for j in self._propagations
+                                           if j.request_id != request_id)
+                return True
             for key, pending in list(self._decodes.items()):
                 if pending.request_id == request_id:
                     del self._decodes[key]
@@ -262,4 +299,5 @@ class RequestQueue:
                 ids.append(self._prefetch.request.request_id)
             ids += {job.request_id for job in self._candidates}
             ids += [job.request_id for job in self._boxes]
+            ids += [job.request_id for job in self._propagations]
             return sorted(ids)

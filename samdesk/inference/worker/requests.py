@@ -33,6 +33,8 @@ from samdesk.inference.worker.results import (
     ModelLoaded,
     PredictResult,
     Progress,
+    PropagationDone,
+    TrackFrame,
 )
 
 __all__ = [  # the results are defined in samdesk.inference.worker.results, re-exported here
@@ -43,6 +45,7 @@ __all__ = [  # the results are defined in samdesk.inference.worker.results, re-e
     "DetectSegment",
     "Prefetch",
     "SegmentBoxes",
+    "Propagate",
     "Request",
     "Encode",
     "UpsampleCandidate",
@@ -60,10 +63,13 @@ __all__ = [  # the results are defined in samdesk.inference.worker.results, re-e
     "ModelLoaded",
     "PredictResult",
     "Progress",
+    "PropagationDone",
+    "TrackFrame",
 ]
 
 if TYPE_CHECKING:
     from samdesk.inference.engines.upsample import Proposal
+    from samdesk.tracking import TrackPlan
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,26 @@ class SegmentBoxes:
     boxes: tuple[Box, ...]
 
 
-Request = SetModel | FocusImage | Predict | DetectSegment | Prefetch | SegmentBoxes
+@dataclass(frozen=True)
+class Propagate:
+    """Carry the tracks of ``plan`` through its frames with SAM 2's video predictor.
+
+    ``model`` / ``checkpoint`` / ``device``: the SAM 2 or 2.1 model to use
+    (a registry name); None: the segmenter loaded now, from its checkpoint.
+    Runs on the worker thread frame by frame; each mask comes back as a
+    :class:`TrackFrame`, then one :class:`PropagationDone` (or a
+    :class:`Failure`). Never superseded; :meth:`InferenceClient.cancel`
+    stops it after the frame in progress.
+    """
+
+    request_id: int
+    plan: TrackPlan
+    model: str | None = None
+    checkpoint: Path | None = None
+    device: str | None = None
+
+
+Request = SetModel | FocusImage | Predict | DetectSegment | Prefetch | SegmentBoxes | Propagate
 
 
 @dataclass(frozen=True)
@@ -204,7 +229,7 @@ class UpsampleCandidate:
     shown: bool = False
 
 
-Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate | SegmentBoxes
+Job = SetModel | Predict | DetectSegment | Encode | UpsampleCandidate | SegmentBoxes | Propagate
 
 
 def prefetch_list(images: Iterable[ImageRef], request_id: int) -> Prefetch:
@@ -219,6 +244,9 @@ def describe(job: Job) -> str:
     """What a job does, for messages: 'encoding cat.jpg', 'loading sam_vit_b'."""
     if isinstance(job, SetModel):
         return f"loading {job.name}" + (f" from {job.checkpoint}" if job.checkpoint else "")
+    if isinstance(job, Propagate):
+        count = len(job.plan.frame_ids)
+        return f"propagating {job.plan.direction} over {count} frame{'s' * (count != 1)}"
     verb = {Encode: "encoding", Predict: "segmenting", DetectSegment: "detecting on",
             UpsampleCandidate: "upsampling a candidate mask of",
             SegmentBoxes: "making masks from the boxes of"}[type(job)]

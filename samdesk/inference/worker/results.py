@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from samdesk.annotations import RLE
 from samdesk.inference.engines.base import Detections, Prediction, Prompts
+
+if TYPE_CHECKING:
+    from samdesk.tracking import FrameResult
 
 
 @dataclass(frozen=True)
@@ -200,4 +203,31 @@ class Failure:
     """Request ``request_id`` failed; ``message`` is one line a person can act on."""
 
     request_id: int
+    message: str
+
+
+@dataclass(frozen=True)
+class TrackFrame:
+    """One propagated mask of a :class:`~samdesk.inference.worker.requests.Propagate` run.
+
+    ``frame``: the image id, track id, COCO RLE (upright image pixels) and the
+    model's object score logit; the window writes it with
+    ``project.write_propagated``. ``done`` / ``total``: frames visited so far
+    and in all (a frame counts once for all its tracks).
+    """
+
+    request_id: int
+    frame: FrameResult
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class PropagationDone:
+    """A propagation run ended: ``frames`` masks were sent back; ``cancelled`` when a
+    person stopped it (after the frame in progress); ``message`` says so in one line."""
+
+    request_id: int
+    frames: int
+    cancelled: bool
     message: str

@@ -22,6 +22,11 @@ encoded image waits for one encoder block, not a whole background encode.
 Model changes, other encodes and candidate upsampling wait for the encode to
 end. Prefetch encodes start only once the person has not clicked or changed
 image for :data:`PREFETCH_SETTLE_S`.
+
+A :class:`Propagate` job runs SAM 2's video engine frame by frame
+(:mod:`samdesk.inference.worker.propagate`), sending each mask back as it
+comes; between frames the worker answers clicks and encodes the image in
+focus, so the person can keep working on another frame meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from samdesk.inference.engines.base import Detections, Embedding, EngineError, P
 from samdesk.inference.engines.boxes import segment_boxes
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.models.registry import DETECTOR, get_spec
+from samdesk.inference.worker import propagate
 from samdesk.inference.worker.answers import answer
 from samdesk.inference.worker.cache import EmbeddingCache, model_key
 from samdesk.inference.worker.request_queue import RequestQueue
@@ -60,8 +66,10 @@ from samdesk.inference.worker.requests import (
     ModelLoaded,
     Predict,
     Progress,
+    Propagate,
     SegmentBoxes,
     SetModel,
+    TrackFrame,
     UpsampleCandidate,
     describe,
     one_line,
@@ -97,6 +105,8 @@ class InferenceWorker(QObject):
     embedding_state = Signal(object)  # EmbeddingState
     progress = Signal(object)  # Progress
     failed = Signal(object)  # Failure
+    track_frame = Signal(object)  # TrackFrame
+    propagation_done = Signal(object)  # PropagationDone
     idle = Signal()  # the queue ran dry
 
     def __init__(
@@ -105,6 +115,7 @@ class InferenceWorker(QObject):
         cache: EmbeddingCache,
         loader: ModelLoader = load_model,
         image_loader: ImageLoader = load_rgb,
+        video_loader: propagate.VideoLoader = propagate.load_video,
     ) -> None:
         super().__init__()
         self._queue, self._cache = queue, cache
@@ -112,6 +123,8 @@ class InferenceWorker(QObject):
         queue.prefetch_settle_s = PREFETCH_SETTLE_S
         self._segmenter: Any = None
         self._segmenter_key = ""
+        self._segmenter_source: propagate.ModelSource | None = None  # name, checkpoint, device
+        self._videos = propagate.VideoEngines(video_loader)
         self._detector: Any = None
         self._last: tuple[str, str, Embedding] | None = None  # (model key, image key, ...)
         self._rgb: tuple[str, np.ndarray] | None = None  # last decoded image
@@ -172,6 +185,8 @@ class InferenceWorker(QObject):
                 self._upsample(job)
             elif isinstance(job, SegmentBoxes):
                 self._segment_boxes(job)
+            elif isinstance(job, Propagate):
+                self._propagate(job)
             else:
                 self._detect(job)
         except _Stopped:
@@ -193,6 +208,7 @@ class InferenceWorker(QObject):
             self._detector = engine
         else:
             self._segmenter, self._segmenter_key = engine, model_key(job.name, job.checkpoint)
+            self._segmenter_source = (job.name, job.checkpoint, job.device)
             self._last = None
             self._queue.refocus()  # the image in focus needs the new model's embedding
         # report where it really runs ("auto" resolved; GrabCut is OpenCV on the CPU)
@@ -258,14 +274,32 @@ class InferenceWorker(QObject):
         finally:
             chunks.close()
 
-    def _run_ready(self) -> float:
+    def _propagate(self, job: Propagate) -> None:
+        """Run a propagation to its end (or its cancel); masks go out as they come."""
+        def frame(result: Any, done: int, total: int) -> None:
+            self.track_frame.emit(TrackFrame(job.request_id, result, done, total))
+
+        def between(done: int, total: int) -> None:
+            self.progress.emit(Progress(job.request_id, done, total, "propagating"))
+            if not self._nested:
+                self._run_ready(encode_focus=True)  # clicks made meanwhile, the image shown
+
+        try:
+            done = propagate.run_propagation(
+                job, self._videos, self._segmenter_source, self._image_loader, frame, between,
+                lambda: self._queue.stopping(job.request_id))
+        finally:
+            self._queue.propagation_ended(job.request_id)
+        self.propagation_done.emit(done)
+
+    def _run_ready(self, encode_focus: bool = False) -> float:
         """Run the work :meth:`RequestQueue.take_ready` hands out; the seconds it took.
 
         Each job's failure goes back as its own :class:`Failure` (``_run``);
         ``_last`` and ``_rgb`` stay keyed by their image, so the encode that
         resumes afterwards is unaffected.
         """
-        job = self._queue.take_ready(self._ready)
+        job = self._queue.take_ready(self._ready, encode_focus)
         if job is None:
             return 0.0
         start = time.perf_counter()
@@ -273,7 +307,7 @@ class InferenceWorker(QObject):
         try:
             while job is not None:
                 self._run(job)
-                job = self._queue.take_ready(self._ready)
+                job = self._queue.take_ready(self._ready, encode_focus)
         finally:
             self._nested = False
         return time.perf_counter() - start
