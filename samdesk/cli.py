@@ -30,6 +30,8 @@ COMMAND_MODULES = (
     "samdesk.commands.models",
     "samdesk.commands.segment",
     "samdesk.commands.batch",
+    "samdesk.commands.track",
+    "samdesk.commands.import_video",
     "samdesk.commands.serve",
 )
 
