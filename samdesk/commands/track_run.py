@@ -91,9 +91,11 @@ def start_run(args: argparse.Namespace, project: Any) -> int:
         layer = next((a for a in project.annotations(image_id) if a.id == args.layer), None)
         if layer is None:
             elsewhere = next((a for a in project.annotations() if a.id == args.layer), None)
-            where = ("no such mask" if elsewhere is None else
-                     f"mask {args.layer} is on frame {project.frame_index(elsewhere.image_id)}")
-            raise UsageError(f"--layer {args.layer}: {where}, not on frame {frame}")
+            if elsewhere is None:
+                raise UsageError(f"--layer {args.layer}: no mask with that id in "
+                                 f"{project.folder}")
+            raise UsageError(f"--layer {args.layer}: mask {args.layer} is on frame "
+                             f"{project.frame_index(elsewhere.image_id)}, not on frame {frame}")
     if not prompted and layer is None and not args.track:
         raise UsageError("give --points, --box or --layer for the object on frame "
                          f"{frame}, or --track ID to propagate a track again from there")
