@@ -10,11 +10,13 @@ from samdesk import masks
 from samdesk.errors import ProjectError
 from samdesk.project import Project
 
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 
 def write_frames(folder, count=6, size=(24, 16)):
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(count):
-        Image.fromarray(np.full((size[1], size[0], 3), 10 * k, np.uint8)).save(
+        Image.fromarray(np.full((size[1], size[0], 3), 7 * k % 256, np.uint8)).save(
             folder / f"frame_{k}.png")
     return folder
 
@@ -82,3 +84,150 @@ def test_propagation_fills_frames_and_never_overwrites_a_person_or_an_absent_mar
     assert replaced.id == written[3].id and masks.decode(replaced.rle)[9:14, 9:14].all()
     gone = project.write_propagated(frames[4], track.id, masks.empty(16, 24), -9.0)
     assert gone is None and frames[4] not in project.track_layers(track.id)
+
+
+def layer_state(project, track_id):
+    """What a person sees of a track: per frame, its label, pixels and whether propagated."""
+    return {image_id: (layer.label_id, layer.rle["counts"], layer.edited)
+            for image_id, layer in project.track_layers(track_id).items()}
+
+
+def test_every_track_edit_undoes_and_redoes_exactly(project):
+    frames = project.frame_ids()
+    car, bus = project.add_label("car"), project.add_label("bus")
+    seen = []  # (description, tracks, per-track layers, absent marks) after each edit
+
+    def snapshot():
+        return (project.tracks(), {t.id: layer_state(project, t.id) for t in project.tracks()},
+                {t.id: project.absent_frames(t.id) for t in project.tracks()},
+                [(a.id, a.track_id, a.label_id) for a in project.annotations()])
+
+    seen.append(snapshot())
+    track = project.add_track(car.id, "car 1")
+    seen.append(snapshot())
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    seen.append(snapshot())
+    for image_id in frames[1:4]:
+        project.write_propagated(image_id, track.id, masks.encode(square(3, 3)), 0.5)
+    seen.append(snapshot())
+    loose = project.add_annotation(frames[5], masks.encode(square(8, 8)), bus.id)
+    seen.append(snapshot())
+    project.set_layer_track(loose.id, track.id)
+    seen.append(snapshot())
+    project.delete_annotations([project.track_layers(track.id)[frames[2]].id])
+    seen.append(snapshot())
+    project.relabel_track(track.id, bus.id)
+    seen.append(snapshot())
+    project.add_annotation(frames[2], masks.encode(square(4, 4)), track_id=track.id)
+    seen.append(snapshot())
+    project.delete_track(track.id, layers="keep")
+    seen.append(snapshot())
+    for expected in reversed(seen[:-1]):
+        assert project.undo() is not None
+        assert snapshot() == expected
+    for expected in seen[1:]:
+        assert project.redo() is not None
+        assert snapshot() == expected
+    assert project.tracks() == [] and all(a.track_id is None for a in project.annotations())
+
+
+def test_deleting_a_track_with_its_layers_leaves_the_other_masks(project):
+    frames = project.frame_ids()
+    track = project.add_track()
+    other = project.add_annotation(frames[0], masks.encode(square(12, 8)))
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    project.write_propagated(frames[1], track.id, masks.encode(square(2, 3)), 1.0)
+    project.delete_track(track.id, layers="delete")
+    assert project.tracks() == [] and [a.id for a in project.annotations()] == [other.id]
+    project.undo()
+    assert set(project.track_layers(track.id)) == {frames[0], frames[1]}
+    with pytest.raises(ProjectError, match="'keep' or 'delete'"):
+        project.delete_track(track.id, layers="drop")
+
+
+def test_relabelling_a_track_relabels_every_frame(project):
+    frames = project.frame_ids()
+    car, bus = project.add_label("car"), project.add_label("bus")
+    track = project.add_track(car.id)
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    for image_id in frames[1:]:
+        project.write_propagated(image_id, track.id, masks.encode(square(2, 3)), 2.0)
+    untracked = project.add_annotation(frames[3], masks.encode(square(15, 8)), car.id)
+    project.relabel_track(track.id, bus.id)
+    assert project.track(track.id).label_id == bus.id
+    assert {layer.label_id for layer in project.track_layers(track.id).values()} == {bus.id}
+    assert len(project.track_layers(track.id)) == len(frames)
+    assert project.annotation(untracked.id).label_id == car.id
+    # a new label on one frame's layer (the layers dock) is the track's new label too
+    project.update_annotation(project.track_layers(track.id)[frames[4]].id, label_id=car.id)
+    assert {layer.label_id for layer in project.track_layers(track.id).values()} == {car.id}
+    assert project.track(track.id).label_id == car.id
+
+
+def test_a_brush_edit_makes_a_propagated_layer_the_persons_and_propagation_keeps_it(project):
+    frames = project.frame_ids()
+    track = project.add_track()
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    propagated = project.write_propagated(frames[1], track.id, masks.encode(square(3, 3)), 1.5)
+    brushed = masks.encode(square(6, 6))
+    edited = project.update_annotation(propagated.id, rle=brushed)
+    assert edited.edited is True and edited.object_score is None
+    assert project.write_propagated(frames[1], track.id, masks.encode(square(9, 9)), 4.0) is None
+    assert project.track_layers(track.id)[frames[1]].rle == brushed
+    locked = project.write_propagated(frames[2], track.id, masks.encode(square(3, 3)), 1.0)
+    project.update_annotation(locked.id, locked=True)
+    assert project.write_propagated(frames[2], track.id, masks.encode(square(9, 9)), 1.0) is None
+
+
+def test_a_persons_mask_replaces_the_propagated_one_and_clears_an_absent_mark(project):
+    frames = project.frame_ids()
+    track = project.add_track(project.add_label("cat").id)
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    propagated = project.write_propagated(frames[1], track.id, masks.encode(square(3, 3)), 1.0)
+    clicked = project.add_annotation(frames[1], masks.encode(square(4, 4)), track_id=track.id)
+    [only] = project.annotations(frames[1])  # the propagated one gave way
+    assert only.rle == clicked.rle != propagated.rle
+    assert only.edited and only.label_id == track.label_id
+    with pytest.raises(ProjectError, match="one mask of a track per image"):
+        project.add_annotation(frames[1], masks.encode(square(9, 9)), track_id=track.id)
+    project.delete_annotations([clicked.id])
+    assert project.absent_frames(track.id) == {frames[1]}
+    project.add_annotation(frames[1], masks.encode(square(5, 5)), track_id=track.id)
+    assert project.absent_frames(track.id) == set()
+
+
+def test_a_propagation_run_is_one_undo_step_and_keeps_earlier_edits_in_the_history(tmp_path):
+    folder = write_frames(tmp_path / "long", count=30)
+    with Project.open(folder) as project:
+        project.history.limit = 4  # steps, not rows: the run's 29 commits are one
+        frames = project.frame_ids()
+        label = project.add_label("fish")
+        track = project.add_track(label.id)
+        project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+        for image_id in frames[1:]:  # 29 commits, one run
+            project.write_propagated(image_id, track.id, masks.encode(square(3, 3)), 1.0)
+    with Project.open(folder) as project:  # the history is kept in the store
+        project.history.limit = 4  # steps, not rows: the run's 29 commits are one
+        assert project.history.undo_text == "Propagate"
+        assert project.undo() == "Propagate"
+        assert set(project.track_layers(track.id)) == {frames[0]}
+        assert project.redo() == "Propagate"
+        assert len(project.track_layers(track.id)) == 30
+        project.undo()
+        assert project.undo() == "Add mask"  # the edits before the run are still there
+        assert project.undo() == "Add track"
+        assert project.undo() == "Add label fish"
+        assert project.undo() is None
+
+
+def test_deleting_a_label_unlabels_its_tracks(project):
+    frames = project.frame_ids()
+    car, bus = project.add_label("car"), project.add_label("bus")
+    track = project.add_track(car.id)
+    project.add_annotation(frames[0], masks.encode(square(2, 2)), track_id=track.id)
+    project.delete_label(car.id)
+    assert project.track(track.id).label_id is None
+    project.undo()
+    project.delete_label(car.id, masks=bus.id)
+    assert project.track(track.id).label_id == bus.id
+    assert project.track_layers(track.id)[frames[0]].label_id == bus.id

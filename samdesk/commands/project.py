@@ -122,6 +122,8 @@ def collect_info(project: Project, progress: Progress | None = None) -> dict[str
         "errors": errors,
         "pending_boxes": sum(boxes.values()),
         "images_with_pending_boxes": len(boxes),
+        "sequence": project.is_sequence,
+        "tracks": len(project.tracks()),
     }
 
 
@@ -163,6 +165,10 @@ def run_info(args: argparse.Namespace) -> int:
                   "deletes them, '--keep' keeps them")
     for error in info["errors"]:
         print(f"  cannot read {display_path(error['file'])}: {error['error']}")
+    if info["sequence"] or info["tracks"]:
+        kind = "a sequence (the images are frames, in order)" if info["sequence"] else \
+            "not marked a sequence"
+        print(f"  {kind}; {info['tracks']} tracks")
     if info["pending_boxes"]:
         print(f"  pending boxes (no mask yet): {info['pending_boxes']} on "
               f"{info['images_with_pending_boxes']} images; 'samdesk batch {args.folder} "

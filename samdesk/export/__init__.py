@@ -26,6 +26,7 @@ from samdesk.export.coco_import import ImportSummary, import_coco
 from samdesk.export.labelme import export_labelme, export_labelme_polygon
 from samdesk.export.png import export_png_instance, export_png_semantic
 from samdesk.export.yolo import export_yolo
+from samdesk.export.youtube_vis import export_youtube_vis
 
 if TYPE_CHECKING:
     from samdesk.project import Project
@@ -62,6 +63,9 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("yolo", export_yolo,
                      "YOLO segmentation (Ultralytics): data.yaml, images/, labels/*.txt "
                      "polygons (parts joined, holes filled)", True),
+        ExportFormat("youtube-vis", export_youtube_vis,
+                     "YouTube-VIS video instance JSON: videos of frames, one object per "
+                     "track, RLE per frame (null where absent)", False),
     )
 }
 

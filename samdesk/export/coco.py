@@ -16,7 +16,10 @@ The file holds ``info``, ``licenses`` (empty), ``categories``, ``images`` and
   with a model score, ``attributes: {"score": s}`` (ground truth has no
   top-level ``score``; CVAT keeps extra fields under ``attributes`` too);
   a score that is not finite (inf, NaN) is written as ``null``: the file is
-  standard JSON that strict parsers accept.
+  standard JSON that strict parsers accept; a mask of a track (one object
+  across the frames of a sequence) carries its ``track_id`` (the masks of one
+  object share it), and a propagated one its model's object score logit as
+  ``attributes: {"object_score": s}``.
 
 Annotations are streamed to a temporary file while images are walked, then
 the JSON is assembled and moved into place atomically.
@@ -98,6 +101,12 @@ def annotation_entry(layer: MaskLayer, segmentation: Any, area: int,
     if layer.score is not None:
         score = float(layer.score)
         entry["attributes"] = {"score": score if math.isfinite(score) else None}
+    if layer.track_id is not None:
+        entry["track_id"] = layer.track_id
+        if layer.object_score is not None:
+            score = float(layer.object_score)
+            entry.setdefault("attributes", {})["object_score"] = (
+                score if math.isfinite(score) else None)
     return entry
 
 

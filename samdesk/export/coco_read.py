@@ -142,6 +142,21 @@ def color_of(value: Any) -> str | None:
 def read_coco(path: str | Path) -> CocoFile:
     """Load and check a COCO instances JSON; raises FormatError naming file and field."""
     path = Path(path)
+    document = read_coco_document(path)
+    check = _Fields(path)
+    if not isinstance(document, dict):
+        raise check.error("top level", f"must be an object, got {type(document).__name__}")
+    skipped: list[tuple[str, str]] = []
+    categories = _entries(check, document, "categories", _category, skipped)
+    images = _entries(check, document, "images", _image, skipped)
+    annotations = [_annotation(check, item, i)
+                   for i, item in enumerate(check.objects(document, "annotations", False))]
+    return CocoFile(path, categories, images, annotations, skipped)
+
+
+def read_coco_document(path: Path) -> Any:
+    """The parsed JSON of a COCO-like file; raises FormatError naming the file when it
+    cannot be read or is not JSON."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -158,15 +173,7 @@ def read_coco(path: str | Path) -> CocoFile:
                           "(a COCO file nests a few levels)") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits
         raise FormatError(f"{path.name}: not valid JSON: {exc}") from None
-    check = _Fields(path)
-    if not isinstance(document, dict):
-        raise check.error("top level", f"must be an object, got {type(document).__name__}")
-    skipped: list[tuple[str, str]] = []
-    categories = _entries(check, document, "categories", _category, skipped)
-    images = _entries(check, document, "images", _image, skipped)
-    annotations = [_annotation(check, item, i)
-                   for i, item in enumerate(check.objects(document, "annotations", False))]
-    return CocoFile(path, categories, images, annotations, skipped)
+    return document
 
 
 def _entries(check: _Fields, document: dict[str, Any], key: str,

@@ -115,6 +115,19 @@ def is_labelme(source: Path) -> bool:
     return False
 
 
+def is_youtube_vis(source: Path) -> bool:
+    from samdesk.export.youtube_vis_import import is_youtube_vis as recognised
+
+    return recognised(source)
+
+
+def _run_youtube_vis(project: Project, source: Path,
+                     progress: Progress | None) -> ImportReport:
+    from samdesk.export.youtube_vis_import import import_youtube_vis
+
+    return import_youtube_vis(project, source, progress=progress)
+
+
 def _run_coco(project: Project, source: Path, progress: Progress | None) -> ImportReport:
     from samdesk.export.coco_import import import_coco
 
@@ -154,6 +167,8 @@ def _run_png(project: Project, source: Path, progress: Progress | None) -> Impor
 IMPORTERS: dict[str, ImportFormat] = {
     fmt.name: fmt
     for fmt in (
+        ImportFormat("youtube-vis", is_youtube_vis, _run_youtube_vis,
+                     "a .json with videos and annotations"),
         ImportFormat("coco", is_coco, _run_coco, "a .json with images and annotations"),
         ImportFormat("labelme", is_labelme, _run_labelme,
                      "a .json with shapes, or a folder of them"),

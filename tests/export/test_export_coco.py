@@ -171,7 +171,7 @@ def test_cancel_writes_nothing_and_keeps_an_older_file(sample: Sample, tmp_path:
 def test_registry_names_every_format_and_refuses_unknown_ones(sample: Sample,
                                                               tmp_path: Path) -> None:
     assert set(FORMATS) == {"coco-rle", "coco-polygon", "png-instance", "png-semantic",
-                            "labelme", "labelme-polygon", "yolo"}
+                            "labelme", "labelme-polygon", "yolo", "youtube-vis"}
     with pytest.raises(ExportError, match="unknown export format 'voc'"):
         export(sample.project, "voc", ExportOptions(out=tmp_path))
     blocker = tmp_path / "file"
