@@ -57,7 +57,7 @@ def label_name_problem(name: str) -> str | None:
     return f"label name {name!r} holds a control character ({bad!r}); use printable text"
 
 
-def _check_fits(image: Row, mask: dict[str, Any]) -> None:
+def check_fits(image: Row, mask: dict[str, Any]) -> None:
     """Refuse a mask whose size is not the image's current upright size: it could
     not be drawn nor exported (the file was replaced by one of another size)."""
     size = (image["width"], image["height"])
@@ -231,7 +231,7 @@ class LabelsAndLayers:
             if label_id is not None:
                 self._row("labels", label_id)
             columns = rows.rle_columns(rle)
-            _check_fits(image, columns)
+            check_fits(image, columns)
             if track_id is not None:
                 label_id = self._join_track(track_id, image_id, label_id, edited)
             top = self._conn.execute("SELECT COALESCE(MAX(z), -1) FROM annotations "
@@ -264,7 +264,7 @@ class LabelsAndLayers:
                 if before["locked"] and locked is UNSET:
                     raise ProjectError(f"mask {ann_id} is locked; unlock it to edit")
                 after.update(rows.rle_columns(rle))
-                _check_fits(self._row("images", before["image_id"]), after)
+                check_fits(self._row("images", before["image_id"]), after)
                 after["edited"], after["object_score"] = 1, None
             if label_id is not UNSET:
                 if label_id is not None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from samdesk import rows
 from samdesk.annotations import RLE, ImageRecord, ImageStatus, MaskLayer, Track
 from samdesk.errors import ProjectError
+from samdesk.project_edits import check_fits
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -207,6 +208,7 @@ class Tracks:
                                   (track_id, image_id)).fetchone() is not None:
                 return None
             columns = rows.rle_columns(rle)
+            check_fits(image, columns)
             if masks.is_empty(rle):
                 if before is not None:
                     self._record("annotations", before["id"], before, None)

@@ -231,3 +231,15 @@ def test_deleting_a_label_unlabels_its_tracks(project):
     project.delete_label(car.id, masks=bus.id)
     assert project.track(track.id).label_id == bus.id
     assert project.track_layers(track.id)[frames[0]].label_id == bus.id
+
+
+def test_a_propagated_mask_of_another_size_is_refused_naming_the_frame(project):
+    frames = project.frame_ids()
+    track = project.add_track()
+    project.ensure_image_info(frames[1])
+    wrong = np.zeros((10, 12), bool)
+    wrong[2:5, 2:5] = True
+    with pytest.raises(ProjectError, match="frame_1.png: the mask is 12x10 but the image is "
+                                           "24x16 now"):
+        project.write_propagated(frames[1], track.id, masks.encode(wrong), 1.0)
+    assert project.track_layers(track.id) == {}
