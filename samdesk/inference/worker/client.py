@@ -131,11 +131,16 @@ class InferenceClient(QObject):
         self._queue.close()
         self._box_requests.clear()
         self._propagations.clear()
-        thread, self._thread, self._worker = self._thread, None, None
+        thread, worker = self._thread, self._worker
+        self._thread = self._worker = None
         if thread is not None:
             thread.quit()
             thread.wait()
             thread.deleteLater()
+        # Only now may the worker's last Python reference go: dropping it deletes the
+        # C++ object on this thread, which while its own thread still ran a job or a
+        # timer was a use after free (the window's rare segfault on closing).
+        del worker
 
     @property
     def running(self) -> bool:

@@ -463,3 +463,25 @@ def test_queue_focus_drops_other_images_and_cancel_removes_a_request() -> None:
     assert queue.cancel(3) and not queue.cancel(3)
     assert queue.take(lambda key: False) is None
 
+
+
+def test_stopping_the_client_deletes_the_worker_on_its_own_thread_after_it_ends(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    """Closing the window must not delete the worker from the GUI thread while the
+    worker's thread still runs (a job, a timer): that was a use after free, the
+    window's rare segfault on closing. The worker goes on its own thread's exit."""
+    from PySide6.QtCore import QThread, Qt
+
+    client = InferenceClient(EmbeddingCache(tmp_path / "emb"))
+    client.start()
+    with qtbot.waitSignal(client.model_loaded, timeout=WAIT_MS):
+        client.set_model("grabcut")
+    gui = QThread.currentThread()
+    where: list[bool] = []
+    client.worker.destroyed.connect(lambda *_: where.append(QThread.currentThread() is gui),
+                                    Qt.ConnectionType.DirectConnection)
+    client.stop()
+    QCoreApplication.processEvents()
+    assert where == [False]  # destroyed once, and not on the GUI thread
+    assert not client.running
