@@ -2,8 +2,8 @@
 
 The server runs in process (FastAPI's TestClient); the local engine loads the
 same random-weight checkpoint file. Masks are the same operations on the same
-machine, so they must be equal pixel for pixel; logits travel as float16,
-so they and what is refined from them are compared with a tolerance.
+machine, so they must be equal pixel for pixel; logits travel as float32, so they
+and what is refined from them are equal too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from samdesk.inference.engines import remote
 from samdesk.inference.engines.base import EngineError, Point, Prompts
 from samdesk.inference.engines.loading import load_model
 from samdesk.inference.engines.remote import RemoteEngine, ServerUnreachable
-from tests.mask_compare import assert_masks_close, full_logits
 from tests.model_factories import textured_image
 from tests.server.remote_fixtures import Served, served_sam
 
@@ -64,7 +63,7 @@ def test_a_server_mask_equals_the_local_mask_pixel_for_pixel(served: Served, pho
         assert theirs.masks.shape == ours.masks.shape
         assert np.array_equal(theirs.masks, ours.masks)
         assert np.allclose(theirs.scores, ours.scores, atol=1e-6)
-        assert np.allclose(theirs.logits, ours.logits, atol=0.05, rtol=1e-3)  # float16
+        assert np.array_equal(theirs.logits, ours.logits)
     assert served.requests["POST images"] == 1  # the file went once
 
 
@@ -97,11 +96,8 @@ def test_refining_with_the_previous_logits_matches_the_local_refinement(
     second = Prompts(points=(Point(90, 120), Point(60, 60, False)))
     refined = remote_engine.predict(embedding, second, theirs.logits[0, best:best + 1], False)
     expected = local.predict(mine, second, ours.logits[0, best:best + 1], False)
-    assert np.allclose(refined.scores, expected.scores, atol=1e-2)
-    logits = full_logits(expected.logits[0, 0], local.frame(expected.masks.shape[-2:]))
-    # mask_input went as float16: pixels may differ only where the logit is near 0
-    assert_masks_close(refined.masks[0, 0], expected.masks[0, 0], logits, tol=0.05,
-                       min_iou=0.99)
+    assert np.array_equal(refined.scores, expected.scores)
+    assert np.array_equal(refined.masks, expected.masks)  # mask_input went as float32
 
 
 def test_a_server_that_forgot_the_image_gets_it_again_unasked(served: Served, photo: Path
@@ -165,10 +161,10 @@ def test_the_models_list_and_a_model_the_server_lacks(served: Served) -> None:
         load_model("server:nonsense")
 
 
-def test_a_click_sends_the_prompt_and_gets_rle_masks_and_float16_logits(
+def test_a_click_sends_the_prompt_and_gets_rle_masks_and_float32_logits(
         served: Served, tmp_path: Path) -> None:
     """Bytes per click: the prompt (under 1 kB), then the best mask as COCO RLE and
-    every candidate's logits as float16 (3 x 131,072 bytes), nothing else."""
+    every candidate's logits as float32 (3 x 262,144 bytes), nothing else."""
     from samdesk import masks as rle
 
     rgb = textured_image(1200, 1600, seed=7)
@@ -181,7 +177,7 @@ def test_a_click_sends_the_prompt_and_gets_rle_masks_and_float16_logits(
     proposal = remote_engine.propose(embedding, Prompts(points=(Point(800, 600),)))
     assert len(served.sent_bytes) == 1 and served.sent_bytes[0] < 1000
     counts = len(rle.encode(proposal.mask(0, int(proposal.best()[0])))["counts"])
-    logits = 3 * 256 * 256 * 2
+    logits = 3 * 256 * 256 * 4
     assert logits + counts < served.received_bytes[0] < logits + counts + 2000
 
 

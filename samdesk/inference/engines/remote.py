@@ -21,8 +21,8 @@ in one more request the first time one is asked for. The preview of a
 zoomed-out image is the full-resolution mask scaled to the screen (the
 full-resolution one is already there). Masks are the server's engine's, so
 they equal a local engine's pixel for pixel on the same weights; logits come
-as float16, so a refining click's mask matches a local one within float16's
-rounding of ``mask_input``.
+as float32, so a refining click's ``mask_input`` is exactly the server's and
+its mask equals a local one too.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ from samdesk.inference.engines.remote_wire import (
 )
 from samdesk.inference.models.registry import DETECTOR, ModelSpec, parse_remote_name
 
-LOGITS_DTYPE = "float16"
-"""How logits cross the wire: float16 halves float32's 262,144 bytes per candidate."""
+LOGITS_DTYPE = "float32"
+"""How the engine asks for logits: float32 (262,144 bytes per candidate), so that a
+refining click's ``mask_input`` is the server's own logits and its mask equals a
+local engine's pixel for pixel (float16 would halve the bytes and round them)."""
 
 TIMEOUT = httpx.Timeout(600.0, connect=5.0)
 """Seconds: connecting gives up fast (a dead server is one line at once); an
@@ -258,7 +260,7 @@ class RemoteProposal:
     :class:`~samdesk.inference.engines.upsample.Proposal`.
 
     ``scores`` float32 ``(objects, candidates)``; ``logits`` float32
-    ``(objects, candidates, 256, 256)`` (float16 precision) or None.
+    ``(objects, candidates, 256, 256)`` or None.
     """
 
     def __init__(self, engine: RemoteEngine, source: ImageSource, body: dict[str, Any],

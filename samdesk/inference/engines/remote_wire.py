@@ -10,7 +10,8 @@ No HTTP library and no torch here: only JSON, numpy and COCO RLE.
   objects).
 - **mask_input** (request) and **logits** (answer) are ``.npy`` bytes, the
   request's base64-encoded in the JSON body. Logits travel as float16 by
-  default (131,072 bytes per candidate of 256 x 256; float32 on request).
+  default (131,072 bytes per candidate of 256 x 256); the desktop's engine asks
+  for float32, so that what it refines with is the server's logits exactly.
 - **The answer to a predict** is an ``.npz`` (``np.savez``, uncompressed):
   ``header`` the UTF-8 bytes (uint8) of a JSON text ``{"image_size": [H, W],
   "masks": [{"object", "candidate", "size": [h, w], "counts"}]}`` (masks as
