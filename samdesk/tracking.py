@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,23 +246,26 @@ class PathFrames:
         self.size = size
         self.keep = keep
         self._recent: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()  # the engine may read ahead on a helper thread
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def rgb(self, index: int) -> np.ndarray:
-        found = self._recent.get(index)
+        with self._lock:
+            found = self._recent.get(index)
         if found is not None:
             return found
         rgb = images.load_rgb(self.paths[index])
-        if self.size is None:
-            self.size = rgb.shape[:2]
-        elif rgb.shape[:2] != tuple(self.size):
-            raise ImageReadError(self.paths[index], f"{rgb.shape[1]}x{rgb.shape[0]}, but the "
-                                 f"frames are {self.size[1]}x{self.size[0]}")
-        self._recent[index] = rgb
-        while len(self._recent) > self.keep:
-            self._recent.pop(next(iter(self._recent)))
+        with self._lock:
+            if self.size is None:
+                self.size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            elif rgb.shape[:2] != tuple(self.size):
+                raise ImageReadError(self.paths[index], f"{rgb.shape[1]}x{rgb.shape[0]}, but "
+                                     f"the frames are {self.size[1]}x{self.size[0]}")
+            self._recent[index] = rgb
+            while len(self._recent) > self.keep:
+                self._recent.pop(next(iter(self._recent)))
         return rgb
 
 
