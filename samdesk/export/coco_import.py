@@ -13,6 +13,10 @@
   The summary lists the mapping, file id -> project id.
 * Segmentations may be polygons, uncompressed RLE (list counts) or compressed
   RLE (str counts). ``score`` or ``attributes.score`` becomes the layer's score.
+* Masks that share a ``track_id`` (samdesk's COCO export, or CVAT's
+  ``attributes.track_id``) become one track, with the label of the first; a
+  second mask of one track on one image is added in no track (a track holds
+  one mask per image), and said so.
 * A mask already on the image with the same label and pixels is not added
   again, so importing a file twice changes nothing.
 * A box-only annotation (``segmentation`` missing or ``[]``, as CVAT,
@@ -148,6 +152,7 @@ class _Planned:
     rle: RLE | None
     score: float | None
     box: Box | None = None
+    track_id: int | None = None  # the file's track id
 
 
 class ImageMatcher:
@@ -289,7 +294,8 @@ def _plan(project: Project, coco: CocoFile, summary: ImportSummary,
                 if masks.is_empty(rle):
                     summary.problems.append((where, "empty mask, not imported"))
                 else:
-                    planned.append(_Planned(image_id, ann.category_id, rle, ann.score))
+                    planned.append(_Planned(image_id, ann.category_id, rle, ann.score,
+                                            track_id=ann.track_id))
         report(done)
     image_problems = []
     for coco_image_id, reason in unusable.items():
@@ -344,6 +350,8 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
     label_ids = category_labels(project, coco.categories, summary)
     existing: dict[int, set[tuple[int | None, str]]] = {}
     boxes: dict[int, list[tuple[Box, int]]] = defaultdict(list)
+    tracks: dict[int, int] = {}  # the file's track id -> the project's
+    tracked: set[tuple[int, int]] = set()  # (project track id, image id) holding a mask
     start = len(coco.annotations)
     for done, plan in enumerate(planned, start=1):
         label_id = label_ids[plan.category_id]
@@ -360,8 +368,20 @@ def _apply(project: Project, planned: list[_Planned], coco: CocoFile,
             summary.duplicates_skipped += 1
         else:
             existing[plan.image_id].add(key)
+            track_id = None
+            if plan.track_id is not None:
+                if plan.track_id not in tracks:
+                    tracks[plan.track_id] = project.add_track(label_id).id
+                track_id = tracks[plan.track_id]
+                if (track_id, plan.image_id) in tracked:
+                    summary.problems.append((f"track_id {plan.track_id}", (
+                        "two masks on one image; the second was added in no track")))
+                    track_id = None
+                else:
+                    tracked.add((track_id, plan.image_id))
             project.add_annotation(plan.image_id, plan.rle, label_id, score=plan.score,
-                                   prompts={"imported_from": summary.source.name})
+                                   prompts={"imported_from": summary.source.name},
+                                   track_id=track_id)
             summary.annotations_added += 1
         report(start + done * start // len(planned))
     for image_id, pairs in boxes.items():

@@ -69,6 +69,7 @@ class CocoAnnotation:
     score: float | None  # finite, or None
     problem: str | None = None  # "field: why" when this annotation cannot be imported
     bbox: Any = None  # the file's "bbox" as it is ([x, y, width, height]), checked by the importer
+    track_id: int | None = None  # "track_id" (samdesk) or "attributes.track_id" (CVAT)
 
 
 _Entry = TypeVar("_Entry", CocoCategory, CocoImage)
@@ -251,8 +252,14 @@ def _annotation(check: _Fields, item: dict[str, Any], index: int) -> CocoAnnotat
     except FieldError as exc:
         return CocoAnnotation(index, ann_id, image_id, category_id, None, None,
                               problem=f"{exc.field}: {exc.problem}")
+    track_id = item.get("track_id")
+    if track_id is None and isinstance(attributes, dict):
+        track_id = attributes.get("track_id")
+    if isinstance(track_id, bool) or not isinstance(track_id, int):
+        track_id = None  # no track, or one that is no integer id
     return CocoAnnotation(index, ann_id, image_id, category_id, segmentation,
-                          None if score is None else float(score), bbox=item.get("bbox"))
+                          None if score is None else float(score), bbox=item.get("bbox"),
+                          track_id=track_id)
 
 
 def _check_segmentation(check: _Fields, value: Any, field: str) -> None:

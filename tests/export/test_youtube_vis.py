@@ -194,6 +194,43 @@ def test_importing_the_export_gives_back_the_same_tracks(sequence, tmp_path: Pat
         assert other.tracks() == [] and other.annotations() == []
 
 
+def test_a_coco_export_imported_back_keeps_its_tracks(sequence, tmp_path: Path) -> None:
+    project, _, _ = sequence
+    export(project, "coco-rle", ExportOptions(out=tmp_path / "c.json", images="none"))
+    fresh = tmp_path / "fresh"
+    shutil.copytree(project.folder, fresh, ignore=shutil.ignore_patterns(".samdesk"))
+    with Project.open(fresh) as other:
+        fmt, summary = import_source(other, tmp_path / "c.json")
+        assert fmt == "coco" and summary.annotations_added == 8
+        assert tracks_seen(other) == tracks_seen(project)
+        assert sum(layer.track_id is None for layer in other.annotations()) == 1
+
+
+def test_cvat_track_ids_in_attributes_make_tracks_and_one_mask_per_image(tmp_path: Path) -> None:
+    folder = tmp_path / "clip"
+    write_frames(folder, 2)
+    seg = masks.normalize(masks.encode(blob(2, 2)))
+    other = masks.normalize(masks.encode(blob(12, 10)))
+    document = {"images": [{"id": 1, "file_name": "00000.png", "width": W, "height": H},
+                           {"id": 2, "file_name": "00001.png", "width": W, "height": H}],
+                "categories": [{"id": 1, "name": "car"}],
+                "annotations": [
+                    {"id": 1, "image_id": 1, "category_id": 1, "segmentation": seg,
+                     "attributes": {"track_id": 0, "keyframe": True}},
+                    {"id": 2, "image_id": 2, "category_id": 1, "segmentation": seg,
+                     "attributes": {"track_id": 0, "keyframe": False}},
+                    {"id": 3, "image_id": 2, "category_id": 1, "segmentation": other,
+                     "attributes": {"track_id": 0}}]}
+    source = tmp_path / "cvat.json"
+    source.write_text(json.dumps(document), encoding="utf-8")
+    with Project.open(folder) as project:
+        _, summary = import_source(project, source)
+        [track] = project.tracks()
+        assert len(project.track_layers(track.id)) == 2 and len(project.annotations()) == 3
+        assert "track_id 0: two masks on one image; the second was added in no track" in \
+            summary.lines()
+
+
 def write_vis(path: Path, document: dict) -> Path:
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
