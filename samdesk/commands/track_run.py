@@ -205,7 +205,13 @@ def finish(project: Any, engine: Any, plans: list[Any], state: Any) -> int:
         conditioned = plan.conditioned()
         tally.skipped += sum(1 for f in set(order) for t in plan.track_ids
                              if (f, t) in conditioned)
-        run_plan(engine, plan, frames_of(plan), on_frame, progress, on_prompted=on_prompted)
+        try:
+            run_plan(engine, plan, frames_of(plan), on_frame, progress,
+                     on_prompted=on_prompted)
+        except KeyboardInterrupt:
+            say(f"stopped; the {tally.written} frames written are kept, and samdesk track "
+                f"{project.folder} --resume finishes the run")
+            raise
         before += len(order)
         state.segments.pop(0)
         state.visited = 0
