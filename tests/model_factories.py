@@ -151,3 +151,32 @@ def assert_same_prediction(
     np.testing.assert_allclose(scores, ref_scores, atol=tol, rtol=0)
     assert logits.shape == ref_logits.shape
     np.testing.assert_allclose(logits, ref_logits, atol=tol, rtol=0)
+
+
+VIDEO_TEST_SIDE = 128
+"""SAM 2 input side the video tests run the tiny model at (the config's is 1024):
+the same weights, a sixty-fourth of the encoder's pixels."""
+
+
+def make_frame_folder(folder: Path, count: int = 8, height: int = 120, width: int = 160,
+                      seed: int = 0) -> list[Path]:
+    """Write ``count`` JPEG frames ``00000.jpg``... of a textured disc moving right.
+
+    The names are what ``SAM2VideoPredictor.init_state`` reads (integer stems,
+    sorted by number). Returns the paths in frame order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    background = textured_image(height, width, seed=seed)
+    disc = textured_image(height, width, seed=seed + 1) // 2 + 128
+    paths = []
+    for i in range(count):
+        frame = background.copy()
+        inside = np.zeros((height, width), np.uint8)
+        cv2.circle(inside, (width // 4 + 4 * i, height // 2), height // 5, 1, -1)
+        frame[inside > 0] = disc[inside > 0]
+        path = folder / f"{i:05d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 95])
+        paths.append(path)
+    return paths

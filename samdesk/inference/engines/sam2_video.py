@@ -193,6 +193,7 @@ class VideoSession:
             self._predictor.propagate_in_video_preflight(state)
         except RuntimeError as exc:
             raise EngineError(str(exc).strip().splitlines()[0]) from None
+        widen_cond_memories(state)
         if max_frames is not None and int(max_frames) == 0:
             return iter(())
         track = None if max_frames is None else int(max_frames) - 1
@@ -270,6 +271,27 @@ def _inference_state(frames: LazyFrames, device: torch.device, storage: torch.de
         "temp_output_dict_per_obj": {},
         "frames_tracked_per_obj": {},
     }
+
+
+def widen_cond_memories(state: dict) -> None:
+    """Hold the conditioning frames' memories in float32 (the same values) instead of bf16.
+
+    The library stores every frame's memory in bf16 and relies on
+    ``torch.cat`` promoting it to float32 next to the float32 object
+    pointers. An object whose only prompt lies ahead of the frame being
+    tracked (a second object first prompted on frame 3, tracked from frame 0)
+    has no pointer to attend to, its memory stays bf16, and the float32
+    memory attention fails ("mat1 and mat2 must have the same dtype") unless
+    everything runs under bf16 autocast. Every frame attends to the
+    conditioning frames, so widening those (a few tensors; bf16 -> float32 is
+    exact) makes the concatenation float32 with the very numbers the library
+    uses where it works.
+    """
+    for outputs in state["output_dict_per_obj"].values():
+        for out in outputs["cond_frame_outputs"].values():
+            memory = out.get("maskmem_features")
+            if memory is not None and memory.dtype == torch.bfloat16:
+                out["maskmem_features"] = memory.float()
 
 
 _QUIET = threading.Lock()
