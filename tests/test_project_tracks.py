@@ -243,3 +243,22 @@ def test_a_propagated_mask_of_another_size_is_refused_naming_the_frame(project):
                                            "24x16 now"):
         project.write_propagated(frames[1], track.id, masks.encode(wrong), 1.0)
     assert project.track_layers(track.id) == {}
+
+
+def test_the_history_bound_drops_a_whole_run_never_half_of_it(project):
+    import sqlite3
+
+    project.history.limit = 2
+    frames = project.frame_ids()
+    track = project.add_track()
+    for image_id in frames:
+        project.write_propagated(image_id, track.id, masks.encode(square(3, 3)), 1.0)
+    project.add_label("a")
+    with sqlite3.connect(project.db_path) as conn:  # the run and the label: 2 steps kept
+        assert conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == len(frames) + 1
+    project.add_label("b")
+    with sqlite3.connect(project.db_path) as conn:  # the run is gone whole
+        assert conn.execute("SELECT COUNT(*) FROM history").fetchone()[0] == 2
+    assert [project.undo(), project.undo(), project.undo()] == ["Add label b", "Add label a",
+                                                                None]
+    assert len(project.track_layers(track.id)) == len(frames)
