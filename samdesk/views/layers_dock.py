@@ -1,7 +1,10 @@
 """The layers dock: the mask layers of the open image, front-most on top.
 
 Each row shows the label's colour swatch, the label name (or "unlabelled"),
-a visible tick and a locked tick. Rows are reordered with the up/down
+a visible tick, a locked tick and the layer's track ("#3", "#3 auto" for a
+mask propagation wrote and nobody has touched since, with its object score).
+The context menu makes a track of a layer, puts it in the timeline's track or
+takes it out, and relabels a whole track (every frame). Rows are reordered with the up/down
 buttons or by dragging. The dock holds no state of its own beyond what it
 shows: every change a person makes is emitted as a request signal for the
 session to carry out on the project.
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QDropEvent, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
     QGridLayout,
+    QMenu,
     QPushButton,
     QTreeWidget,
     QTreeWidgetItem,
@@ -25,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 ID_ROLE = Qt.ItemDataRole.UserRole
-COL_LABEL, COL_VISIBLE, COL_LOCKED = 0, 1, 2
+COL_LABEL, COL_VISIBLE, COL_LOCKED, COL_TRACK = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,27 @@ class LayerRow:
     visible: bool
     locked: bool
     score: float | None = None
+    track_id: int | None = None
+    propagated: bool = False  # written by propagation, untouched since
+    object_score: float | None = None  # the model's object score logit (propagated only)
+
+    @property
+    def track_text(self) -> str:
+        """The track column: "" (none), "#3", or "#3 auto" for a propagated mask."""
+        if self.track_id is None:
+            return ""
+        return f"#{self.track_id}" + (" auto" if self.propagated else "")
+
+    @property
+    def track_tip(self) -> str:
+        if self.track_id is None:
+            return "in no track (right-click: New track from this layer)"
+        if not self.propagated:
+            return (f"track {self.track_id}: made or edited by a person, so propagation "
+                    "never overwrites it and starts from it")
+        score = "" if self.object_score is None else f", object score {self.object_score:.2f}"
+        return (f"track {self.track_id}: propagated{score}; editing it makes it a "
+                "person's mask that the next propagation starts from")
 
 
 def swatch(color: str, size: int = 14) -> QIcon:
@@ -68,17 +93,27 @@ class LayersDock(QDockWidget):
     delete_requested = Signal(list)
     merge_requested = Signal(list)
     duplicate_requested = Signal(int)
+    new_track_requested = Signal(int)  # ann_id
+    add_to_track_requested = Signal(int)  # ann_id: into the timeline's track
+    leave_track_requested = Signal(int)  # ann_id
+    relabel_track_requested = Signal(int, object)  # track id, label id (None: unlabelled)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Layers", parent)
         self.setObjectName("layers_dock")
         self.tree = _LayerTree()
-        self.tree.setHeaderLabels(["Label", "Visible", "Locked"])
+        self.tree.setHeaderLabels(["Label", "Visible", "Locked", "Track"])
         self.tree.setRootIsDecorated(False)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.tree.setColumnWidth(COL_LABEL, 140)
         self.tree.setColumnWidth(COL_VISIBLE, 52)
+        self.tree.setColumnWidth(COL_LOCKED, 52)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
+        self.label_choices: list[tuple[int, str, str]] = []  # (id, name, colour)
+        self.current_track: int | None = None  # the timeline's track
+        self._rows: dict[int, LayerRow] = {}
         self.buttons: dict[str, QPushButton] = {}
         grid = QGridLayout()
         for index, (key, text, tip) in enumerate((
@@ -116,6 +151,7 @@ class LayersDock(QDockWidget):
         self._filling = True
         try:
             self.tree.clear()
+            self._rows = {row.id: row for row in rows}
             for row in reversed(rows):
                 item = QTreeWidgetItem()
                 item.setData(0, ID_ROLE, row.id)
@@ -127,6 +163,8 @@ class LayersDock(QDockWidget):
                               | Qt.ItemFlag.ItemIsDragEnabled | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(COL_VISIBLE, _check(row.visible))
                 item.setCheckState(COL_LOCKED, _check(row.locked))
+                item.setText(COL_TRACK, row.track_text)
+                item.setToolTip(COL_TRACK, row.track_tip)
                 self.tree.addTopLevelItem(item)
                 item.setSelected(row.id in selected)
         finally:
@@ -142,6 +180,39 @@ class LayersDock(QDockWidget):
 
     def item_for(self, ann_id: int) -> QTreeWidgetItem | None:
         return next((i for i in self._items() if int(i.data(0, ID_ROLE)) == ann_id), None)
+
+    # ------------------------------------------------------------------ tracks
+    def track_menu(self, ann_id: int, parent: QWidget | None = None) -> QMenu:
+        """The context menu of layer ``ann_id``: its track actions."""
+        menu = QMenu(parent or self)
+        row = self._rows.get(ann_id)
+        if row is None:
+            return menu
+        if row.track_id is None:
+            menu.addAction("New track from this layer",
+                           lambda: self.new_track_requested.emit(ann_id))
+            if self.current_track is not None:
+                menu.addAction(f"Add to track #{self.current_track}",
+                               lambda: self.add_to_track_requested.emit(ann_id))
+            return menu
+        track = row.track_id
+        relabel = menu.addMenu(f"Relabel track #{track} (every frame) as")
+        for label_id, name, color in self.label_choices:
+            action = relabel.addAction(swatch(color), name)
+            action.triggered.connect(
+                lambda _c=False, lab=label_id: self.relabel_track_requested.emit(track, lab))
+        relabel.setEnabled(bool(self.label_choices))
+        menu.addAction(f"Leave track #{track}", lambda: self.leave_track_requested.emit(ann_id))
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        if item is None:
+            return
+        menu = self.track_menu(int(item.data(0, ID_ROLE)))
+        if not menu.isEmpty():
+            menu.exec(self.tree.viewport().mapToGlobal(pos))
+        menu.deleteLater()
 
     # ----------------------------------------------------------------- helpers
     def _items(self) -> list[QTreeWidgetItem]:

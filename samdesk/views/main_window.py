@@ -41,6 +41,7 @@ from samdesk.views.qtutil import add_error_sink, guard, guarded
 from samdesk.views.session import Session
 from samdesk.views.status import StatusBar
 from samdesk.views.text_panel import TextPanel
+from samdesk.views.track_controls import TrackControls
 
 MAX_RECENT = 8
 TOOL_KEYS = ((Tool.POINT, "&Point", "P"), (Tool.BOX, "&Box", "R"), (Tool.BRUSH, "B&rush", "B"),
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self._error_box: QMessageBox | None = None
         self._remove_sink = add_error_sink(self._show_error)
         self._build_menus()
+        self.track_controls = TrackControls(self)  # Track menu, timeline, propagation
         self._connect()
         self.client.start()
         self.apply_models(self.choice)
@@ -225,6 +227,7 @@ class MainWindow(QMainWindow):
         s.detect_state.connect(self.text_panel.set_state)
         s.embedding_changed.connect(self.status.set_embedding)
         s.message.connect(self.status.note)
+        self.track_controls.attach(s)
         self._remember_recent(str(project.folder))
         read_only = " (read-only)" if project.read_only else ""
         self.setWindowTitle(f"samdesk — {project.folder}{read_only}")
@@ -273,6 +276,7 @@ class MainWindow(QMainWindow):
 
     def close_project(self) -> None:
         self._save_view()
+        self.track_controls.detach()
         if self.session is not None:
             self.session.close()
             self.session.deleteLater()
@@ -310,7 +314,8 @@ class MainWindow(QMainWindow):
         if s is None:
             return
         rows = [LayerRow(a.id, s.label_name(a.label_id), self._color(a.label_id), a.visible,
-                         a.locked, a.score) for a in s.layers()]
+                         a.locked, a.score, a.track_id, not a.edited, a.object_score)
+                for a in s.layers()]
         self.layers_dock.set_layers(rows, s.selected)
         self._refresh_cursor()  # a relabel or a deletion changes what is under it
 

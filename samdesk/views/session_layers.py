@@ -165,9 +165,18 @@ class LayerEdits:
             self.message.emit(f"No label has the key {key}")
             return
         if self.selected:
+            relabelled: set[int] = set()  # a tracked layer's label is its track's: every frame
             with self.project.batch(f"Label as {label.name}"):
                 for ann_id in self.selected:
-                    self.project.update_annotation(ann_id, label_id=label.id)
+                    track_id = self.project.annotation(ann_id).track_id
+                    if track_id is None:
+                        self.project.update_annotation(ann_id, label_id=label.id)
+                    elif track_id not in relabelled:
+                        relabelled.add(track_id)
+                        self.project.relabel_track(track_id, label.id)
+            if relabelled:
+                names = ", ".join(str(t) for t in sorted(relabelled))
+                self.message.emit(f"Track {names} relabelled as {label.name} on every frame")
         else:
             self.set_default_label(label.id)
 
