@@ -8,7 +8,7 @@ BENCHMARKS.md). ``--quick`` makes fewer calls and smaller sessions, for a run
 of a few minutes on a 2-core laptop.
 
 Benchmarks (modules of this folder): ``click``, ``session``, ``export``,
-``folder``, ``canvas``, ``serve``, ``gpu``.
+``folder``, ``canvas``, ``serve``, ``gpu``, ``track``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import Result, print_result  # noqa: E402
 
-BENCHMARKS = ("click", "session", "export", "folder", "canvas", "serve", "gpu")
+BENCHMARKS = ("click", "session", "export", "folder", "canvas", "serve", "gpu", "track")
 
 
 def machine() -> str:
