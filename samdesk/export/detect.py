@@ -167,8 +167,6 @@ def _run_png(project: Project, source: Path, progress: Progress | None) -> Impor
 IMPORTERS: dict[str, ImportFormat] = {
     fmt.name: fmt
     for fmt in (
-        ImportFormat("youtube-vis", is_youtube_vis, _run_youtube_vis,
-                     "a .json with videos and annotations"),
         ImportFormat("coco", is_coco, _run_coco, "a .json with images and annotations"),
         ImportFormat("labelme", is_labelme, _run_labelme,
                      "a .json with shapes, or a folder of them"),
@@ -177,6 +175,8 @@ IMPORTERS: dict[str, ImportFormat] = {
         ImportFormat("png", is_png, _run_png,
                      "a folder of one-channel mask PNGs (samdesk png-instance or "
                      "png-semantic, VOC SegmentationClass/SegmentationObject)"),
+        ImportFormat("youtube-vis", is_youtube_vis, _run_youtube_vis,
+                     "a .json with videos and annotations (each object a track)"),
     )
 }
 """Every importer, in the order they are tried on a source."""
