@@ -8,7 +8,9 @@ config and checkpoint file as the image engine) with two changes to what
   instead of one all-frames tensor: decoded and preprocessed when the model
   reaches them, at most ``frame_cache`` kept;
 - the per-frame state (memories, low-res masks) is kept on the CPU
-  (``offload_state_to_cpu``) when the model runs on a GPU.
+  (``offload_state_to_cpu``) when the model runs on a GPU, and the state of
+  frames beyond the model's memory reach is dropped as propagation moves on
+  (:func:`forget_far_frames`), so a long sequence's state stays bounded.
 
 Coordinates are frame pixels: points ``(N, 2)`` as ``x, y``, boxes XYXY.
 Masks are ``(H, W)`` bool at the frame's size. Object ids are the caller's
@@ -80,13 +82,14 @@ class SAM2VideoEngine:
     ``frame_cache``: preprocessed frames a session keeps (about 12 MB each at
     1024); ``offload_state``: keep the session's state on the CPU when the
     model is on a GPU; ``prefetch``: prepare the next frame on a helper
-    thread while the model runs; ``image_size``: the model's input side, the
-    config's when None.
+    thread while the model runs; ``trim_state``: drop the state of frames no
+    later step can read (:func:`forget_far_frames`); ``image_size``: the
+    model's input side, the config's when None.
     """
 
     def __init__(self, spec: ModelSpec, checkpoint: Path, device: str = "auto", *,
                  frame_cache: int = 32, offload_state: bool = True, prefetch: bool = True,
-                 image_size: int | None = None) -> None:
+                 trim_state: bool = True, image_size: int | None = None) -> None:
         if frame_cache < 1:
             raise EngineError(f"frame cache must hold at least 1 frame, not {frame_cache}")
         self.model_id = spec.name
@@ -94,6 +97,7 @@ class SAM2VideoEngine:
         self.frame_cache = int(frame_cache)
         self.offload_state = bool(offload_state)
         self.prefetch = bool(prefetch)
+        self.trim_state = bool(trim_state)
         self.predictor = build_video_predictor(spec, checkpoint, self.device, image_size)
 
     def start(self, frames: FrameSource) -> VideoSession:
@@ -126,6 +130,7 @@ class VideoSession:
 
     def __init__(self, engine: SAM2VideoEngine, source: FrameSource) -> None:
         self._predictor = engine.predictor
+        self._trim = engine.trim_state
         device = engine.device
         self.frames = LazyFrames(source, self._predictor.image_size, device,
                                  cache=engine.frame_cache, prefetch=engine.prefetch)
@@ -211,8 +216,11 @@ class VideoSession:
                 except StopIteration:
                     return
                 first = False
-                yield FrameMasks(frame, _masks_of(obj_ids, masks),
-                                 _object_scores(state, frame))
+                result = FrameMasks(frame, _masks_of(obj_ids, masks),
+                                    _object_scores(state, frame))
+                if self._trim:
+                    forget_far_frames(state, frame, memory_reach(self._predictor))
+                yield result
         finally:
             frames.close()
 
@@ -292,6 +300,40 @@ def widen_cond_memories(state: dict) -> None:
             memory = out.get("maskmem_features")
             if memory is not None and memory.dtype == torch.bfloat16:
                 out["maskmem_features"] = memory.float()
+
+
+def memory_reach(model: torch.nn.Module) -> int:
+    """How many frames away from the frame being tracked the model reads state.
+
+    Mask memories: the ``num_maskmem - 1`` previous frames, ``stride`` apart;
+    object pointers: up to ``max_obj_ptrs_in_encoder - 1`` previous frames.
+    """
+    stride = max(int(model.memory_temporal_stride_for_eval), 1)
+    return max(int(model.num_maskmem) * stride, int(model.max_obj_ptrs_in_encoder))
+
+
+def forget_far_frames(state: dict, frame: int, reach: int) -> int:
+    """Drop the tracked (non-conditioning) outputs no later step can read; returns how many.
+
+    Kept: every conditioning frame, and every frame within ``reach`` of
+    ``frame`` (where tracking goes on) or of any conditioning frame (where a
+    new run starts, and where a backward run after a forward one reads the
+    forward run's memories). A dropped frame is also no longer "tracked", so
+    a prompt there later starts that object afresh on it. The one difference
+    from the stock predictor: a later run started on an unprompted frame far
+    from both reads no memories of its neighbours from the earlier run.
+    """
+    cond = sorted({t for outputs in state["output_dict_per_obj"].values()
+                   for t in outputs["cond_frame_outputs"]})
+    dropped = 0
+    for obj_idx, outputs in state["output_dict_per_obj"].items():
+        tracked = outputs["non_cond_frame_outputs"]
+        for t in [t for t in tracked if abs(t - frame) > reach]:
+            if all(abs(t - c) > reach for c in cond):
+                del tracked[t]
+                state["frames_tracked_per_obj"][obj_idx].pop(t, None)
+                dropped += 1
+    return dropped
 
 
 _QUIET = threading.Lock()

@@ -309,3 +309,29 @@ def test_user_checkpoint_path_loads_and_a_wrong_file_is_named(spec, checkpoint, 
         load_video_engine(spec, wrong, "cpu")
     assert str(caught.value) == (f"{spec.name}: {wrong} is not a SAM 2 checkpoint "
                                  "(no 'model' state dict; it looks like a SAM (v1) file)")
+
+
+def test_far_frames_forgotten_without_changing_a_mask(spec, checkpoint, stock, tmp_path):
+    paths = make_frame_folder(tmp_path / "long", 20, H, W, seed=2)
+    prompts = [("points", 1, 1, POINTS, LABELS)]
+    runs = [(1, False, None), (1, True, None)]  # forward, then backward from the prompt
+    trimmed = SAM2VideoEngine(spec, checkpoint, "cpu", image_size=VIDEO_TEST_SIDE)
+    saved = stock.max_obj_ptrs_in_encoder
+    # 3 object pointers: the memory reach is 7 frames (num_maskmem), so 20 frames trim
+    stock.max_obj_ptrs_in_encoder = trimmed.predictor.max_obj_ptrs_in_encoder = 3
+    try:
+        ref = run_stock(stock, paths[0].parent, prompts, runs)
+    finally:
+        stock.max_obj_ptrs_in_encoder = saved
+    held = []
+    with trimmed.start(ImageFileFrames(paths)) as session:
+        shown = [session.add_prompt(1, 1, points=POINTS, labels=LABELS)]
+        got = []
+        for start, reverse, _ in runs:
+            for fm in session.propagate(start, reverse=reverse):
+                got.append(fm)
+                held.append(len(session._state["output_dict_per_obj"][0]
+                                ["non_cond_frame_outputs"]))
+    assert [fm.frame for fm in got] == [*range(1, 20), 1, 0]
+    assert_same((shown, got), ref)
+    assert max(held) < 18  # frames 9-11 were forgotten by frame 19 (18 were tracked)
