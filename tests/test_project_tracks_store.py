@@ -85,3 +85,29 @@ def test_a_store_migrated_once_migrates_again_without_adding_columns_twice(tmp_p
     with Project.open(folder) as project:
         assert project.add_track().id == 1
     assert schema_version(db) == 4
+
+
+def test_a_spare_store_with_tracks_merges_its_masks_in_no_track(tmp_path, monkeypatch):
+    """A spare store (kept while the folder was read-only) whose masks are in tracks: its
+    masks are merged in, out of any track (its tracks are not the folder's)."""
+    import shutil
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    folder, other = tmp_path / "shots", tmp_path / "elsewhere"
+    for root in (folder, other):
+        root.mkdir()
+        Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(root / "f0.png")
+    with Project.open(folder):
+        pass
+    mask = np.zeros((16, 24), bool)
+    mask[2:6, 3:9] = True
+    with Project.open(other) as project:
+        track = project.add_track(project.add_label("car").id)
+        project.add_annotation(project.frame_ids()[0], masks.encode(mask), track_id=track.id)
+    spare = storage.spare_store(folder)
+    spare.parent.mkdir(parents=True)
+    shutil.copyfile(other / ".samdesk" / "project.sqlite", spare)
+    with Project.open(folder) as project:
+        [layer] = project.annotations()
+        assert np.array_equal(masks.decode(layer.rle), mask) and layer.track_id is None
+        assert project.tracks() == []
