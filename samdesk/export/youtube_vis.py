@@ -114,11 +114,16 @@ def export_youtube_vis(project: Project, options: ExportOptions) -> ExportSummar
         raise
     tracked = sum(1 for o in objects.values() if o.track_id is not None)
     loose = len(objects) - tracked
-    summary.notes.append(f"{len(objects)} objects in {len(videos)} videos: {tracked} tracks"
-                         + (f", and {loose} masks in no track as one-frame objects" if loose
-                            else ""))
+    summary.notes.append(f"{_count(len(objects), 'object')} in {_count(len(videos), 'video')}: "
+                         f"{_count(tracked, 'track')}" + (
+                             f", and {_count(loose, 'mask')} in no track as one-frame objects"
+                             if loose else ""))
     summary.files.append(target)
     return summary
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"
 
 
 def _document(project: Project, labels: dict, videos: list[_Video],

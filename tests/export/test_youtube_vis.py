@@ -293,3 +293,17 @@ def test_info_says_sequence_and_tracks(sequence, capsys) -> None:
     assert main(["info", str(folder), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sequence"] is True and info["tracks"] == 2
+
+
+def test_samdesk_export_writes_youtube_vis(sequence, tmp_path: Path, capsys) -> None:
+    project, _, _ = sequence
+    folder = project.folder
+    project.close()
+    out = tmp_path / "vis" / "train.json"
+    assert main(["export", str(folder), "--format", "youtube-vis", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "youtube-vis: done, 6 images, 8 masks, 1 files written"
+    assert "note: 3 objects in 1 video: 2 tracks, and 1 mask in no track as one-frame " \
+           "objects" in lines
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert [v["length"] for v in doc["videos"]] == [6] and len(doc["annotations"]) == 3
