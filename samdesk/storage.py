@@ -21,14 +21,13 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 from samdesk import store_checks
-from samdesk.errors import ProjectError, ProjectLockedError, StoreFullError, StoreLockedError
+from samdesk.errors import ProjectError, StoreFullError, StoreLockedError
 from samdesk.store_location import (  # noqa: F401 - re-exported: where a store lives
     DB_NAME,
     STORE_DIRNAME,
@@ -36,6 +35,7 @@ from samdesk.store_location import (  # noqa: F401 - re-exported: where a store 
     locate_store,
     spare_store,
 )
+from samdesk.store_lock import ProjectLock  # noqa: F401 - re-exported: the writer's lock
 from samdesk.transaction import store_error
 
 SCHEMA_VERSION = 4
@@ -193,66 +193,6 @@ def tables_at(version: int) -> dict[str, tuple[str, ...]]:
              for table, column, _ in added}
     return {t: tuple(c for c in columns if (t, c) not in newer)
             for t, columns in TABLE_COLUMNS.items() if TABLE_SINCE.get(t, 1) <= version}
-
-
-class ProjectLock:
-    """An exclusive OS lock on ``lock_path`` held while a project is open for writing."""
-
-    def __init__(self, lock_path: Path, project: Path) -> None:
-        self.path = lock_path
-        self.project = project
-        self._fh = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+b")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            _lock_file(fh)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().decode("ascii", "replace").strip() or "unknown"
-            fh.close()
-            raise ProjectLockedError(
-                f"{self.project} is already open in another samdesk (pid {holder}); "
-                "close it there first"
-            ) from None
-        try:  # the holder's pid, for the message a second samdesk gets
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()).encode("ascii"))
-            fh.flush()
-        except OSError:  # a full disk: the lock holds all the same, the pid reads "unknown"
-            pass
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh is not None:
-            try:
-                _unlock_file(self._fh)
-            finally:
-                self._fh.close()
-                self._fh = None
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _lock_file(fh) -> None:  # type: ignore[no-untyped-def]
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-
-    def _unlock_file(fh) -> None:  # type: ignore[no-untyped-def]
-        fh.seek(0)
-        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock_file(fh) -> None:  # type: ignore[no-untyped-def]
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def _unlock_file(fh) -> None:  # type: ignore[no-untyped-def]
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def connect(db_path: Path, read_only: bool = False) -> sqlite3.Connection:
