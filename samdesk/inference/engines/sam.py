@@ -24,6 +24,7 @@ Architectures live in :data:`SAM_ARCHS`, keyed by the registry's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -50,6 +51,7 @@ from samdesk.inference.engines.sam_common import LowRes, Proposes, check_request
 from samdesk.inference.engines.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.engines.upsample import Frame, MaskUpsampler, Proposal
 from samdesk.inference.models.registry import ModelSpec
+from samdesk.inference.runtimes import TORCH, Chunk, RuntimeChoice
 
 INPUT_SIZE = 1024
 """Side of the square the encoder sees, in pixels."""
@@ -110,8 +112,11 @@ def resized_shape(height: int, width: int, long_side: int = INPUT_SIZE) -> tuple
 
 
 
-class SamEngine(Proposes):
-    """SAM as an :class:`~samdesk.inference.engines.base.Engine`."""
+class SamEngine(Proposes, RuntimeChoice):
+    """SAM as an :class:`~samdesk.inference.engines.base.Engine`; the encoder runs in
+    torch or exported (:mod:`samdesk.inference.runtimes`: ``runtime``, ``runtime_note``)."""
+
+    resolution = INPUT_SIZE
 
     def __init__(self, model_id: str, model: Sam, device: torch.device, bf16: bool) -> None:
         self.model_id = model_id
@@ -147,6 +152,9 @@ class SamEngine(Proposes):
             x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
             x = self.model.preprocess(x)  # normalise, pad to 1024 x 1024 (float32)
         yield
+        tensors = yield from self.runtime_steps(x)  # None: torch runs the encoder
+        if tensors is not None:
+            return Embedding(self.model_id, (height, width), tensors)
         with encoding(self.device, self.bf16):
             x = encoder.patch_embed(x)
             if encoder.pos_embed is not None:
@@ -162,6 +170,12 @@ class SamEngine(Proposes):
         with encoding(self.device, self.bf16, autocast=False):
             array = features.float().cpu().numpy()
         return Embedding(self.model_id, (height, width), {"image_embed": array})
+
+    def encoder_chunks(self) -> list[Chunk]:
+        """The encoder after preprocessing as exportable chunks, as :meth:`embed_steps` runs it."""
+        from samdesk.inference.engines.encoder_chunks import sam_chunks
+
+        return sam_chunks(self)
 
     def propose(
         self,
@@ -240,8 +254,14 @@ class SamEngine(Proposes):
 
 
 
-def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -> SamEngine:
-    """Build a SAM engine for ``spec`` from the official state-dict ``checkpoint``."""
+def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device,
+         runtime: str = TORCH, progress: Callable[[int, int], None] | None = None
+         ) -> SamEngine:
+    """Build a SAM engine for ``spec`` from the official state-dict ``checkpoint``.
+
+    ``runtime``: the encoder's (:mod:`samdesk.inference.runtimes`); one that cannot
+    start leaves torch running and says why in ``engine.runtime_note``.
+    """
     if checkpoint is None:
         raise EngineError(f"{spec.name}: no checkpoint file given")
     arch = SAM_ARCHS.get(spec.config or "")
@@ -258,4 +278,7 @@ def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -
                           f"(holds a {type(state).__name__}, not a state dict)")
     model = build_sam(arch)
     load_weights(model, state, spec.name, Path(checkpoint), "SAM")
-    return SamEngine(spec.name, model.to(torch_device), torch_device, arch.bf16)
+    engine = SamEngine(spec.name, model.to(torch_device), torch_device, arch.bf16)
+    if runtime != TORCH:
+        engine.use_runtime(runtime, Path(checkpoint), "sam", spec.config or "", progress)
+    return engine

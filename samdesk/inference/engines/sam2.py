@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ from samdesk.inference.engines.sam_common import LowRes, Proposes, check_request
 from samdesk.inference.engines.steps import EmbedSteps, encoding, run_to_end
 from samdesk.inference.engines.upsample import Frame, MaskUpsampler, Proposal
 from samdesk.inference.models.registry import ModelSpec
+from samdesk.inference.runtimes import TORCH, Chunk, RuntimeChoice
 
 """Side of the low-resolution logits."""
 LOGIT_CLAMP = 32.0
@@ -99,8 +100,9 @@ def build_sam2_model(config: str, device: torch.device) -> torch.nn.Module:
 
 
 
-class Sam2Engine(Proposes):
-    """SAM 2 as an :class:`~samdesk.inference.engines.base.Engine`."""
+class Sam2Engine(Proposes, RuntimeChoice):
+    """SAM 2 as an :class:`~samdesk.inference.engines.base.Engine`; the encoder runs in
+    torch or exported (:mod:`samdesk.inference.runtimes`: ``runtime``, ``runtime_note``)."""
 
     bf16 = True
     """SAM 2's encoders are trained for bf16 autocast on CUDA."""
@@ -145,6 +147,9 @@ class Sam2Engine(Proposes):
             std = torch.tensor(_STD, device=self.device).view(-1, 1, 1)
             x = (x - mean) / std
         yield
+        tensors = yield from self.runtime_steps(x)  # None: torch runs the encoder
+        if tensors is not None:
+            return Embedding(self.model_id, (rgb.shape[0], rgb.shape[1]), tensors)
         trunk = model.image_encoder.trunk
         with encoding(self.device, self.bf16):
             x = trunk.patch_embed(x)  # (B, H, W, C)
@@ -170,6 +175,12 @@ class Sam2Engine(Proposes):
             for i, level in enumerate(levels[:-1]):
                 tensors[f"high_res_{i}"] = level.float().cpu().numpy()
         return Embedding(self.model_id, (rgb.shape[0], rgb.shape[1]), tensors)
+
+    def encoder_chunks(self) -> list[Chunk]:
+        """The encoder after preprocessing as exportable chunks, as :meth:`embed_steps` runs it."""
+        from samdesk.inference.engines.encoder_chunks import sam2_chunks
+
+        return sam2_chunks(self)
 
     def _neck(self, stage_outputs: list[torch.Tensor]) -> list[torch.Tensor]:
         """``ImageEncoder.forward`` after the trunk, then ``forward_image``'s projections.
@@ -277,8 +288,14 @@ class Sam2Engine(Proposes):
 
 
 
-def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -> Sam2Engine:
-    """Build a SAM 2 engine for ``spec`` from the official ``{"model": state}`` file."""
+def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device,
+         runtime: str = TORCH, progress: Callable[[int, int], None] | None = None
+         ) -> Sam2Engine:
+    """Build a SAM 2 engine for ``spec`` from the official ``{"model": state}`` file.
+
+    ``runtime``: the encoder's (:mod:`samdesk.inference.runtimes`); one that cannot
+    start leaves torch running and says why in ``engine.runtime_note``.
+    """
     if checkpoint is None:
         raise EngineError(f"{spec.name}: no checkpoint file given")
     if not spec.config:
@@ -288,7 +305,10 @@ def load(spec: ModelSpec, checkpoint: Path | None, device: str | torch.device) -
     state = read_sam2_state(spec, path)
     model = build_sam2_model(spec.config, torch.device("cpu"))
     load_weights(model, state, spec.name, path, "SAM 2")
-    return Sam2Engine(spec.name, model.to(torch_device), torch_device)
+    engine = Sam2Engine(spec.name, model.to(torch_device), torch_device)
+    if runtime != TORCH:
+        engine.use_runtime(runtime, path, "sam2", spec.config, progress)
+    return engine
 
 
 def read_sam2_state(spec: ModelSpec, path: Path) -> dict:
