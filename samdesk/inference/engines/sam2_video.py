@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +131,7 @@ class VideoSession:
     def __init__(self, engine: SAM2VideoEngine, source: FrameSource) -> None:
         self._predictor = engine.predictor
         self._trim = engine.trim_state
+        self._starts: set[int] = set()  # frames propagation started from, kept near
         device = engine.device
         self.frames = LazyFrames(source, self._predictor.image_size, device,
                                  cache=engine.frame_cache, prefetch=engine.prefetch)
@@ -202,6 +203,8 @@ class VideoSession:
         if max_frames is not None and int(max_frames) == 0:
             return iter(())
         track = None if max_frames is None else int(max_frames) - 1
+        if start is not None:
+            self._starts.add(start)
         return self._run(state, start, reverse, track, cancelled)
 
     def _run(self, state: dict, start: int | None, reverse: bool, track: int | None,
@@ -219,7 +222,8 @@ class VideoSession:
                 result = FrameMasks(frame, _masks_of(obj_ids, masks),
                                     _object_scores(state, frame))
                 if self._trim:
-                    forget_far_frames(state, frame, memory_reach(self._predictor))
+                    forget_far_frames(state, frame, memory_reach(self._predictor),
+                                      self._starts)
                 yield result
         finally:
             frames.close()
@@ -312,19 +316,20 @@ def memory_reach(model: torch.nn.Module) -> int:
     return max(int(model.num_maskmem) * stride, int(model.max_obj_ptrs_in_encoder))
 
 
-def forget_far_frames(state: dict, frame: int, reach: int) -> int:
+def forget_far_frames(state: dict, frame: int, reach: int, keep: Collection[int] = ()) -> int:
     """Drop the tracked (non-conditioning) outputs no later step can read; returns how many.
 
     Kept: every conditioning frame, and every frame within ``reach`` of
-    ``frame`` (where tracking goes on) or of any conditioning frame (where a
-    new run starts, and where a backward run after a forward one reads the
-    forward run's memories). A dropped frame is also no longer "tracked", so
-    a prompt there later starts that object afresh on it. The one difference
-    from the stock predictor: a later run started on an unprompted frame far
-    from both reads no memories of its neighbours from the earlier run.
+    ``frame`` (where tracking goes on), of any conditioning frame or of a
+    frame in ``keep`` (the starts of this session's runs: where a new run
+    starts, and where a backward run after a forward one reads the forward
+    run's memories). A dropped frame is also no longer "tracked", so a prompt
+    there later starts that object afresh on it. The one difference from the
+    stock predictor: a later run started on another frame far from all of
+    those reads no memories of its neighbours from the earlier run.
     """
     cond = sorted({t for outputs in state["output_dict_per_obj"].values()
-                   for t in outputs["cond_frame_outputs"]})
+                   for t in outputs["cond_frame_outputs"]} | set(keep))
     dropped = 0
     for obj_idx, outputs in state["output_dict_per_obj"].items():
         tracked = outputs["non_cond_frame_outputs"]

@@ -312,12 +312,14 @@ def test_user_checkpoint_path_loads_and_a_wrong_file_is_named(spec, checkpoint, 
 
 
 def test_far_frames_forgotten_without_changing_a_mask(spec, checkpoint, stock, tmp_path):
-    paths = make_frame_folder(tmp_path / "long", 20, H, W, seed=2)
+    paths = make_frame_folder(tmp_path / "long", 24, H, W, seed=2)
     prompts = [("points", 1, 1, POINTS, LABELS)]
-    runs = [(1, False, None), (1, True, None)]  # forward, then backward from the prompt
+    # forward from an unprompted frame, then backward from it: the backward run
+    # reads the forward run's memories of frames 6-12
+    runs = [(5, False, None), (5, True, None)]
     trimmed = SAM2VideoEngine(spec, checkpoint, "cpu", image_size=VIDEO_TEST_SIDE)
     saved = stock.max_obj_ptrs_in_encoder
-    # 3 object pointers: the memory reach is 7 frames (num_maskmem), so 20 frames trim
+    # 3 object pointers: the memory reach is 7 frames (num_maskmem), so 24 frames trim
     stock.max_obj_ptrs_in_encoder = trimmed.predictor.max_obj_ptrs_in_encoder = 3
     try:
         ref = run_stock(stock, paths[0].parent, prompts, runs)
@@ -332,6 +334,6 @@ def test_far_frames_forgotten_without_changing_a_mask(spec, checkpoint, stock, t
                 got.append(fm)
                 held.append(len(session._state["output_dict_per_obj"][0]
                                 ["non_cond_frame_outputs"]))
-    assert [fm.frame for fm in got] == [*range(1, 20), 1, 0]
+    assert [fm.frame for fm in got] == [*range(5, 24), 5, 4, 3, 2, 1, 0]
     assert_same((shown, got), ref)
-    assert max(held) < 18  # frames 9-11 were forgotten by frame 19 (18 were tracked)
+    assert max(held) < 19  # frames 13-15 were forgotten by frame 23 (19 were tracked)
