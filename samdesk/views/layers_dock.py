@@ -109,6 +109,7 @@ class LayersDock(QDockWidget):
         self.tree.setColumnWidth(COL_LABEL, 140)
         self.tree.setColumnWidth(COL_VISIBLE, 52)
         self.tree.setColumnWidth(COL_LOCKED, 52)
+        self.tree.setColumnWidth(COL_TRACK, 60)
         self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tree.customContextMenuRequested.connect(self._context_menu)
         self.label_choices: list[tuple[int, str, str]] = []  # (id, name, colour)

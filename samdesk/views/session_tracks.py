@@ -58,7 +58,7 @@ class SessionTracks(QObject):
     _project_changed = Signal(object)
 
     def __init__(self, session: Session) -> None:
-        super().__init__()
+        super().__init__(session)  # deleted with the session, on the GUI thread
         self.session, self.project, self.client = session, session.project, session.client
         self.model_name = ""  # the loaded segmenter (the window tells)
         self.track_id: int | None = None  # the timeline's track
@@ -193,6 +193,16 @@ class SessionTracks(QObject):
         if track_id != self.track_id:
             self.track_id = track_id
             self.timeline_changed.emit()
+
+    def pick_default_track(self) -> None:
+        """With no track on the timeline: the track of a mask on the open frame, else
+        the project's first track (none: the timeline stays empty)."""
+        if self.track_id is not None:
+            return
+        here = [layer.track_id for layer in self._layers() if layer.track_id is not None]
+        tracks = here or [track.id for track in self.project.tracks()]
+        if tracks:
+            self.set_track(tracks[0])
 
     def _follow_selection(self) -> None:
         tracked = [layer.track_id for layer in self._selected_layers()

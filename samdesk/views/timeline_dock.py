@@ -1,13 +1,14 @@
 """The timeline dock: one cell per frame for the selected track.
 
 A cell is filled in the track's label colour where the track has a mask on
-that frame: solid with a white bar on top for a mask a person made or edited
-(a conditioning frame of the next propagation), shaded by the model's
+that frame: solid with a white dot for a mask a person made or edited (a
+conditioning frame of the next propagation), shaded by the model's
 object score for a propagated one (a faint cell is where tracking may have
 drifted; the score is written in the cell when it is wide enough), crossed
 for a frame a person marked "not here", dark where there is no mask. The
-open frame is outlined. Clicking a cell emits :attr:`TimelineDock.frame_clicked`
-with its frame index; the dock never touches the project.
+open frame is outlined and marked underneath in the highlight colour.
+Clicking a cell emits :attr:`TimelineDock.frame_clicked` with its frame
+index; the dock never touches the project.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QDockWidget, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 CellState = Literal["empty", "propagated", "edited", "absent"]
 MIN_CELL_W, MAX_CELL_W, CELL_H = 6, 48, 30
 SCORE_TEXT_W = 30  # cells at least this wide show the object score
-EMPTY_COLOR, ABSENT_COLOR, CURRENT_COLOR = "#2b2b2b", "#5a2b2b", "#ffffff"
+MARK_H = 6  # the open frame's mark under the cells
+EMPTY_COLOR, ABSENT_COLOR, CURRENT_COLOR = "#2b2b2b", "#5a2b2b", "#2a82da"
 STATE_TEXT = {"empty": "no mask", "propagated": "propagated", "edited": "made by a person",
               "absent": "marked absent (not on this frame)"}
 
@@ -55,11 +57,11 @@ class TimelineStrip(QWidget):
         self.cells: list[TimelineCell] = []
         self.color = "#b0b0b0"
         self.current: int | None = None
-        self.setMinimumHeight(CELL_H + 4)
+        self.setMinimumHeight(CELL_H + MARK_H + 6)
         self.setMouseTracking(True)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt name)
-        return QSize(max(200, len(self.cells) * MIN_CELL_W), CELL_H + 4)
+        return QSize(max(200, len(self.cells) * MIN_CELL_W), CELL_H + MARK_H + 6)
 
     def set_cells(self, cells: list[TimelineCell], color: str, current: int | None) -> None:
         self.cells, self.color, self.current = list(cells), color, current
@@ -99,9 +101,12 @@ class TimelineStrip(QWidget):
                     continue
                 self._paint_cell(painter, rect, cell, base)
             if self.current is not None and 0 <= self.current < len(self.cells):
+                rect = self.cell_rect(self.current)
                 painter.setPen(QPen(QColor(CURRENT_COLOR), 2))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.drawRect(self.cell_rect(self.current).adjusted(0, -1, 0, 1))
+                painter.drawRect(rect.adjusted(1, 0, -1, 0))
+                painter.fillRect(QRect(rect.left(), rect.bottom() + 3, rect.width(), MARK_H),
+                                 QColor(CURRENT_COLOR))
         finally:
             painter.end()
 
@@ -113,9 +118,11 @@ class TimelineStrip(QWidget):
                 fill.setAlphaF(0.25 + 0.75 * presence(cell.score))
             painter.fillRect(rect, QColor(EMPTY_COLOR))
             painter.fillRect(rect, fill)
-            if cell.state == "edited":
-                painter.fillRect(QRect(rect.left(), rect.top(), rect.width(), 4),
-                                 QColor("#ffffff"))
+            if cell.state == "edited":  # a key frame: a white dot
+                radius = max(2, min(5, rect.width() // 2 - 1))
+                painter.setPen(QPen(QColor("#202020"), 1))
+                painter.setBrush(QColor("#ffffff"))
+                painter.drawEllipse(QPoint(rect.center().x(), rect.center().y()), radius, radius)
             elif cell.score is not None and rect.width() >= SCORE_TEXT_W:
                 painter.setPen(QColor("#000000" if base.lightnessF() > 0.5 else "#ffffff"))
                 painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{cell.score:.1f}")
@@ -164,12 +171,13 @@ class TimelineDock(QDockWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.scroll.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.scroll.setFixedHeight(CELL_H + 24)
+        self.scroll.setFixedHeight(CELL_H + MARK_H + 26)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.setContentsMargins(4, 2, 4, 2)
         layout.addWidget(self.title)
         layout.addWidget(self.scroll)
+        body.setMaximumHeight(CELL_H + MARK_H + 60)  # the dock stays a strip
         self.setWidget(body)
         self.strip.frame_clicked.connect(self.frame_clicked)
         self.show_track(None, "", [], "#b0b0b0", None)

@@ -105,6 +105,7 @@ class TrackControls(QObject):
         session.image_changed.connect(guard(self._image_changed, "timeline"))
         session.labels_changed.connect(guard(self._labels_changed, "labels"))
         self._labels_changed()
+        tracks.pick_default_track()
         self.refresh_timeline()
         self.update_actions()
 
@@ -178,6 +179,7 @@ class TrackControls(QObject):
 
     def _image_changed(self, image_id: int) -> None:
         if self.tracks is not None:
+            self.tracks.pick_default_track()
             self.timeline.set_current(self.tracks.frame_of(image_id))
 
     def _go_to_frame(self, index: int) -> None:

@@ -98,7 +98,7 @@ def test_propagate_forward_shows_progress_the_track_and_the_timeline(
         strip = tc.timeline.strip
         assert [c.state for c in tc.timeline.cells()] == ["edited"] + ["empty"] * 5
         centre_of = [strip.cell_rect(i).center() for i in range(N_FRAMES)]
-        assert pixel(strip, centre_of[0].x(), centre_of[0].y() + 6) == QColor("#ff8800")
+        assert pixel(strip, centre_of[0].x(), centre_of[0].y() + 9) == QColor("#ff8800")
         assert pixel(strip, centre_of[2].x(), centre_of[2].y()) == QColor(EMPTY_COLOR)
 
         seen: list[tuple[bool, str]] = []

@@ -194,3 +194,59 @@ def test_queue_cancels_a_waiting_run_and_stops_a_running_one(tmp_path: Path) -> 
     assert queue.cancel(1) and queue.stopping(1)  # running: asked to stop
     queue.propagation_ended(1)
     assert not queue.stopping(1) and not queue.cancel(1)
+
+
+class Gates:
+    """An image loader that holds the decode of each of some files until it is opened."""
+
+    def __init__(self, *held: Path) -> None:
+        self.opened = {Path(p): threading.Event() for p in held}
+        self.reached = {Path(p): threading.Event() for p in held}
+
+    def open(self, path: Path | None = None) -> None:
+        for p in ([Path(path)] if path is not None else list(self.opened)):
+            self.opened[p].set()
+
+    def __call__(self, path: Path) -> np.ndarray:
+        if Path(path) in self.opened:
+            self.reached[Path(path)].set()
+            self.opened[Path(path)].wait(WAIT_MS / 1000)
+        return load_rgb(path)
+
+
+def test_a_click_is_answered_between_frames_of_a_run(qtbot: QtBot, tmp_path: Path,
+                                                    sam2_tiny: tuple[str, Path]) -> None:
+    from samdesk.inference.engines.base import Point, Prompts
+    from samdesk.inference.worker.requests import ImageRef
+
+    folder = write_frames(tmp_path / "frames")
+    track_id, ids = sequence_project(folder)
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), cv2.imread(str(folder / "frame_000.png")))
+    frame2, frame3 = folder / "frame_002.png", folder / "frame_003.png"
+    gates = Gates(frame2, frame3)
+    client = InferenceClient(EmbeddingCache(None), image_loader=gates)
+    client.start()
+    answered: list[Any] = []
+    client.predicted.connect(answered.append)
+    try:
+        with qtbot.waitSignal(client.model_loaded, timeout=WAIT_MS):
+            client.set_model("grabcut")  # the click's model; the run names its own
+        with Project.open(folder) as project:
+            plan = build_plan(project, [track_id], ids[0], "forward")
+        name, checkpoint = sam2_tiny
+        request = client.propagate(plan, name, checkpoint, "cpu")
+        qtbot.waitUntil(gates.reached[frame2].is_set, timeout=WAIT_MS)  # the run is going
+        ref = ImageRef.from_path(photo)
+        client.focus(ref)
+        click = client.predict(ref, Prompts(points=(Point(40, 48),)))
+        gates.open(frame2)  # after frame 2 the worker answers the click; frame 3 waits
+        qtbot.waitUntil(lambda: bool(answered), timeout=WAIT_MS)
+        assert answered[0].request_id == click
+        assert client.propagating(request)  # still running: frame 3 is not decoded yet
+        with qtbot.waitSignal(client.propagation_done, timeout=WAIT_MS) as ended:
+            gates.open()
+        assert not ended.args[0].cancelled
+    finally:
+        gates.open()
+        client.stop()
