@@ -148,6 +148,11 @@ def test_propagate_forward_shows_progress_the_track_and_the_timeline(
         assert {project.annotation(a.id).label_id for a in layers.values()} == {ball}
         assert project.undo() == "Label as ball"  # one step for every frame
         assert {project.annotation(a.id).label_id for a in layers.values()} == {cup}
+
+        key(qtbot, window, Qt.Key.Key_Delete)  # "not on this frame": an absent mark
+        assert project.absent_frames(track.id) == {ids[3]}
+        qtbot.waitUntil(lambda: tc.timeline.cells()[3].state == "absent")
+        assert [c.state for c in tc.timeline.cells()].count("propagated") == 4
     finally:
         window.close()
 

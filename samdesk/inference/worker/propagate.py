@@ -101,6 +101,16 @@ class VideoEngines:
     def drop(self) -> None:
         self._engine, self._key = None, None
 
+    def keep_only(self, name: str) -> None:
+        """The segmenter became ``name``: free a video engine of another model."""
+        if self._key is not None and self._key[0] != name:
+            self.drop()
+
+    @property
+    def loaded(self) -> str | None:
+        """The model name of the video engine kept, if any."""
+        return None if self._key is None else self._key[0]
+
 
 def run_propagation(
     job: Propagate,

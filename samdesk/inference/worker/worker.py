@@ -209,6 +209,7 @@ class InferenceWorker(QObject):
         else:
             self._segmenter, self._segmenter_key = engine, model_key(job.name, job.checkpoint)
             self._segmenter_source = (job.name, job.checkpoint, job.device)
+            self._videos.keep_only(job.name)  # another model's video engine is not kept
             self._last = None
             self._queue.refocus()  # the image in focus needs the new model's embedding
         # report where it really runs ("auto" resolved; GrabCut is OpenCV on the CPU)

@@ -250,3 +250,20 @@ def test_a_click_is_answered_between_frames_of_a_run(qtbot: QtBot, tmp_path: Pat
     finally:
         gates.open()
         client.stop()
+
+
+def test_the_video_engine_is_kept_for_the_next_run_of_its_model_only(tmp_path: Path) -> None:
+    from samdesk.inference.worker.propagate import VideoEngines
+
+    built: list[tuple[str, Path, str]] = []
+    engines = VideoEngines(lambda spec, checkpoint, device: built.append(
+        (spec.name, checkpoint, device)) or object())
+    checkpoint = tmp_path / "sam2.1_hiera_tiny.pt"
+    first = engines.get("sam2.1_hiera_tiny", checkpoint, "cpu")
+    assert engines.get("sam2.1_hiera_tiny", checkpoint, "cpu") is first and len(built) == 1
+    engines.keep_only("sam2.1_hiera_tiny")
+    assert engines.loaded == "sam2.1_hiera_tiny"
+    engines.keep_only("grabcut")  # the person chose another segmenter: memory given back
+    assert engines.loaded is None
+    with pytest.raises(Exception, match="propagation needs a SAM 2 or SAM 2.1 model"):
+        engines.get("grabcut", None, "cpu")
