@@ -31,6 +31,7 @@ from tests.inference.worker.test_propagate import (  # noqa: F401 - sam2_tiny is
     centre,
     disk,
     sam2_tiny,
+    small_video,
     write_frames,
 )
 from tests.views.test_window import key, settings, wait_loaded  # noqa: F401 - a fixture
@@ -57,7 +58,8 @@ def frames_project(folder: Path, sequence: bool, track: bool) -> tuple[list[int]
 
 def open_window(qtbot, settings: QSettings, folder: Path, model: tuple[str, Path] | None,
                 gate: Gate | None = None) -> MainWindow:
-    client = InferenceClient(EmbeddingCache(None), image_loader=gate or Gate())
+    client = InferenceClient(EmbeddingCache(None), image_loader=gate or Gate(),
+                             video_loader=small_video)
     window = MainWindow(settings, client)
     qtbot.addWidget(window)
     window.resize(1300, 850)

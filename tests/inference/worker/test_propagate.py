@@ -1,7 +1,8 @@
 """Propagation on the worker thread: masks come back frame by frame, cancel keeps them.
 
 The real client, worker thread, SAM 2 video engine and runner, on a tiny
-random-weight SAM 2.1 over 6 small frames of a tmp sequence project. A gate
+random-weight SAM 2.1 (run at the video tests' input side) over 6 small
+frames of a tmp sequence project. A gate
 on one frame's decode makes "cancel pressed while the run is mid-way"
 certain without timing.
 """
@@ -28,7 +29,8 @@ from samdesk.inference.worker.requests import Propagate, PropagationDone, TrackF
 from samdesk.project import Project
 from samdesk.tracking import build_plan
 
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning",
+                                        "ignore:cannot import name '_C':UserWarning")
 
 N_FRAMES, H, W = 6, 96, 128
 WAIT_MS = 240_000
@@ -95,8 +97,17 @@ class Gate:
         return load_rgb(path)
 
 
-def start_client(gate: Gate) -> InferenceClient:
-    client = InferenceClient(EmbeddingCache(None), image_loader=gate)
+def small_video(spec: Any, checkpoint: Path, device: str) -> Any:
+    """The real video engine of the tiny model at the video tests' input side (fast)."""
+    from model_factories import VIDEO_TEST_SIDE
+
+    from samdesk.inference.engines.sam2_video import SAM2VideoEngine
+
+    return SAM2VideoEngine(spec, checkpoint, device, image_size=VIDEO_TEST_SIDE)
+
+
+def start_client(gate: Any) -> InferenceClient:
+    client = InferenceClient(EmbeddingCache(None), image_loader=gate, video_loader=small_video)
     client.start()
     return client
 
@@ -225,8 +236,7 @@ def test_a_click_is_answered_between_frames_of_a_run(qtbot: QtBot, tmp_path: Pat
     cv2.imwrite(str(photo), cv2.imread(str(folder / "frame_000.png")))
     frame2, frame3 = folder / "frame_002.png", folder / "frame_003.png"
     gates = Gates(frame2, frame3)
-    client = InferenceClient(EmbeddingCache(None), image_loader=gates)
-    client.start()
+    client = start_client(gates)
     answered: list[Any] = []
     client.predicted.connect(answered.append)
     try:
