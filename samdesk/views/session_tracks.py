@@ -136,7 +136,11 @@ class SessionTracks(QObject):
             self.set_track(layer.track_id)
             self.message.emit(f"Mask {layer.id} is already in track {layer.track_id}")
             return layer.track_id
-        track_id = self._new_track([layer])[0]
+        try:
+            track_id = self._new_track([layer])[0]
+        except SamdeskError as exc:  # read-only, a full disk: nothing changed
+            self.message.emit(f"No track made: {exc}")
+            return None
         self.message.emit(f"Track {track_id} made from mask {layer.id}; Track > Propagate "
                           "carries it through the frames")
         return track_id

@@ -171,7 +171,8 @@ def test_cancel_mid_run_keeps_the_frames_written_and_says_so(
         window.session.select([layer_id])
         window.actions_by_name["propagate_forward"].trigger()
         qtbot.waitUntil(lambda: ids[1] in project.track_layers(track.id), timeout=WAIT_MS)
-        assert tc.stop.isVisible()
+        qtbot.waitUntil(lambda: tc.timeline.cells()[1].state == "propagated")  # live
+        assert tc.tracks.running is not None and tc.stop.isVisible()  # frame 4 is held
         qtbot.mouseClick(tc.stop, Qt.MouseButton.LeftButton)  # Cancel in the status bar
         gate.open()
         qtbot.waitUntil(lambda: tc.tracks.last_done is not None, timeout=WAIT_MS)
