@@ -181,5 +181,11 @@ class RuntimeChoice:
         side = int(getattr(self, "resolution", 1024))
         generator = torch.Generator().manual_seed(0)
         example = torch.randn(1, 3, side, side, generator=generator)
-        return onnx_encoder.prepare(chunks, folder, PRECISION[runtime], example,
-                                    torch.get_num_threads(), progress)
+        threads = torch.get_num_threads()
+        try:
+            return onnx_encoder.prepare(chunks, folder, PRECISION[runtime], example, threads,
+                                        progress)
+        except onnx_encoder.BrokenGraph as exc:  # removed: export it again, once
+            log.warning("%s; exporting it again", exc)
+            return onnx_encoder.prepare(chunks, folder, PRECISION[runtime], example, threads,
+                                        progress)

@@ -35,6 +35,10 @@ class RuntimeFailure(Exception):
     """Why a runtime cannot run this encoder: one line, said before falling back to torch."""
 
 
+class BrokenGraph(RuntimeFailure):
+    """A cached graph did not load; it was removed, so preparing again exports it anew."""
+
+
 class OnnxEncoder:
     """Sessions of the chunks of one encoder, run in order; ``steps`` yields between them."""
 
@@ -103,24 +107,26 @@ def prepare(chunks: Sequence[Chunk], folder: Path, precision: str, example: Any,
     paths = [chunk_path(folder, i, c.name) for i, c in enumerate(chunks)]
     targets = paths if precision == "fp32" else [
         chunk_path(folder, i, c.name, precision) for i, c in enumerate(chunks)]
-    missing = [i for i, path in enumerate(targets) if not path.is_file()]
-    values: dict[str, Any] = {INPUT: example}  # torch's values, while a graph is missing
+    missing = {i for i, path in enumerate(targets) if not path.is_file()}
+    unexported = [i for i, path in enumerate(paths) if not path.is_file()]
+    traced = unexported[-1] if unexported else -1  # torch runs the chunks up to this one
+    values: dict[str, Any] = {INPUT: example}
     sessions: list[Any] = []
     for index, chunk in enumerate(chunks):
-        if index > (missing[-1] if missing else -1):
-            sessions.append(_open(targets[index], chunk, threads))
-        else:  # trace on torch's input to this chunk; then its outputs feed the next
-            torch_inputs = tuple(values[name] for name in chunk.inputs)
-            outputs = _run_torch(chunk, torch_inputs)
-            if index in missing:
-                _export_one(chunk, torch_inputs, paths[index], targets[index], precision,
-                            export)
-            sessions.append(_open(targets[index], chunk, threads))
-            if index in missing and precision == "fp32":
-                _check(sessions[-1], chunk, torch_inputs, outputs, targets[index])
+        inputs = outputs = ()
+        if index <= traced:  # trace on torch's input to this chunk; its outputs feed the next
+            inputs = tuple(values[name] for name in chunk.inputs)
+            outputs = _run_torch(chunk, inputs)
             values.update(zip(chunk.outputs, outputs, strict=True))
             if chunk.keep:
                 values[chunk.keep] = outputs[0]
+        if index in missing:
+            _export_one(chunk, inputs, paths[index], targets[index], precision, export)
+            sessions.append(_open(targets[index], chunk, threads))
+            if precision == "fp32":
+                _check(sessions[-1], chunk, inputs, outputs, targets[index])
+        else:
+            sessions.append(_open(targets[index], chunk, threads, cached=True))
         if progress is not None:
             progress(index + 1, len(chunks))
     return OnnxEncoder(chunks, sessions)
@@ -136,7 +142,7 @@ def _run_torch(chunk: Chunk, inputs: tuple) -> tuple:
 
 def _export_one(chunk: Chunk, inputs: tuple, fp32: Path, target: Path, precision: str,
                 export: Callable[[Chunk, tuple, Path], None]) -> None:
-    from samdesk.errorlog import describe
+    from samdesk.errorlog import describe, shorten
 
     try:
         if not fp32.is_file():
@@ -146,19 +152,22 @@ def _export_one(chunk: Chunk, inputs: tuple, fp32: Path, target: Path, precision
     except Exception as exc:  # an op the exporter lacks, a full disk...: say it, use torch
         step = "quantisation" if fp32.is_file() and precision == "int8" else "export"
         raise RuntimeFailure(f"ONNX {step} of chunk {chunk.name!r} failed: "
-                             f"{describe(exc)}") from exc
+                             f"{shorten(describe(exc), 200)}") from exc
 
 
-def _open(path: Path, chunk: Chunk, threads: int) -> Any:
-    from samdesk.errorlog import describe
+def _open(path: Path, chunk: Chunk, threads: int, cached: bool = False) -> Any:
+    """The session of ``chunk``'s graph at ``path``; a graph that does not load is removed
+    (raising :class:`BrokenGraph` when it came from the cache, to be exported again)."""
+    from samdesk.errorlog import describe, shorten
 
     try:
         return open_session(path, threads)
     except Exception as exc:
-        with contextlib.suppress(OSError):  # a broken graph is exported again next time
+        with contextlib.suppress(OSError):
             path.unlink()
-        raise RuntimeFailure(f"the ONNX graph of chunk {chunk.name!r} does not load: "
-                             f"{describe(exc)}") from exc
+        error = BrokenGraph if cached else RuntimeFailure
+        raise error(f"the ONNX graph of chunk {chunk.name!r} does not load: "
+                    f"{shorten(describe(exc), 200)}") from exc
 
 
 def _check(session: Any, chunk: Chunk, inputs: tuple, outputs: tuple, path: Path) -> None:
