@@ -69,8 +69,9 @@ class OnnxEncoder:
         self._sessions.clear()
 
 
-def session_options(threads: int, arena: bool = MEMORY_ARENA) -> Any:
-    """ONNX Runtime options for one chunk: ``threads`` intra-op threads, optimisation ALL."""
+def session_options(threads: int, arena: bool | None = None) -> Any:
+    """ONNX Runtime options for one chunk: ``threads`` intra-op threads, optimisation ALL;
+    ``arena`` None: :data:`MEMORY_ARENA`."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -78,13 +79,13 @@ def session_options(threads: int, arena: bool = MEMORY_ARENA) -> Any:
     options.intra_op_num_threads = max(1, int(threads))
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.enable_cpu_mem_arena = arena
+    options.enable_cpu_mem_arena = MEMORY_ARENA if arena is None else arena
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return options
 
 
-def open_session(path: Path, threads: int, arena: bool = MEMORY_ARENA) -> Any:
+def open_session(path: Path, threads: int, arena: bool | None = None) -> Any:
     """An ``InferenceSession`` of the graph at ``path`` on the CPU."""
     import onnxruntime as ort
 

@@ -11,6 +11,7 @@ is exported. ``onnx-int8`` graphs are ``quantize_dynamic`` of the fp32 ones
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -50,5 +51,15 @@ def quantize_chunk(fp32: Path, path: Path) -> None:
     """Write the dynamic int8 quantisation of the graph ``fp32`` to ``path``, atomically."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with atomic_target(Path(path)) as temporary:
-        quantize_dynamic(str(fp32), str(temporary), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    root.addFilter(_no_preprocessing_advice)
+    try:
+        with atomic_target(Path(path)) as temporary:
+            quantize_dynamic(str(fp32), str(temporary), weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(_no_preprocessing_advice)
+
+
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drop the quantiser's advice to pre-process, logged on the root logger per graph."""
+    return not str(record.msg).startswith("Please consider to run pre-processing")

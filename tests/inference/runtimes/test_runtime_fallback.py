@@ -73,7 +73,7 @@ def test_without_onnxruntime_torch_runs_and_says_so(spec, checkpoint, monkeypatc
 
 
 def test_a_graph_that_does_not_load_falls_back(spec, checkpoint, monkeypatch):
-    def refuses(path, threads, arena=False):
+    def refuses(path, threads, arena=None):
         raise RuntimeError("[ONNXRuntimeError] : 10 : INVALID_GRAPH : This is an invalid model")
 
     monkeypatch.setattr(onnx_encoder, "open_session", refuses)
