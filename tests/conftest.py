@@ -14,6 +14,10 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
 # tracebacks reported by samdesk.errorlog go to a throw-away folder, not the user's
 os.environ.setdefault("SAMDESK_LOG_DIR", tempfile.mkdtemp(prefix="samdesk-test-log-"))
+# models run torch unless a test picks a runtime (auto would export and probe every model),
+# and exported graphs go to a throw-away folder, not the user's cache
+os.environ.setdefault("SAMDESK_RUNTIME", "torch")
+os.environ.setdefault("SAMDESK_RUNTIME_CACHE", tempfile.mkdtemp(prefix="samdesk-test-rt-"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -21,6 +21,7 @@ from samdesk.commands.segment import (
     UsageError,
     _add_model_args,
     default_segmenter,
+    load_with_runtime,
     on_file,
     server_model,
 )
@@ -86,8 +87,7 @@ def run_batch(args: argparse.Namespace) -> int:
         packages.require(registry.get_spec(detector_name).family)
     steps = Steps()
     with Project.open(args.folder) as project:
-        with steps.step(f"loading {model}"):
-            engine = loading.load_model(model, args.checkpoint, args.device)
+        engine = load_with_runtime(args, model, args.checkpoint, steps)
         with steps.step(f"loading {detector_name}"):
             detector = loading.load_model(detector_name, detector_path, args.device)
         run = signature(args, model, detector_name)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from samdesk.commands.segment import default_segmenter
+from samdesk.commands.segment import default_segmenter, load_with_runtime
 
 
 def run_from_boxes(args: argparse.Namespace) -> int:
@@ -27,7 +27,6 @@ def run_from_boxes(args: argparse.Namespace) -> int:
     from samdesk.commands.progress import Progress, Steps
     from samdesk.errors import ImageReadError, ProjectError
     from samdesk.imagefiles import display_path
-    from samdesk.inference.engines import loading
     from samdesk.inference.engines.boxes import segment_boxes
     from samdesk.project import Project
     from samdesk.project_boxes import mask_in_box
@@ -45,8 +44,7 @@ def run_from_boxes(args: argparse.Namespace) -> int:
             print(f"{args.folder}: no pending boxes; import a dataset with box-only "
                   "annotations first (samdesk import-coco)")
             return 0
-        with steps.step(f"loading {model}"):
-            engine = loading.load_model(model, args.checkpoint, args.device)
+        engine = load_with_runtime(args, model, args.checkpoint, steps)
         by_image: dict[int, list] = {}
         for box in pending:
             by_image.setdefault(box.image_id, []).append(box)

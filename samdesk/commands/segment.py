@@ -49,10 +49,36 @@ def _add_model_args(parser: argparse.ArgumentParser) -> None:
                         "installed, else grabcut")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file for --model")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
+    add_runtime_arg(parser)
     parser.add_argument("--server", metavar="URL", help="run --model (and --detector) on a "
                         "`samdesk serve` at URL; the image file is sent once")
     parser.add_argument("--api-key", metavar="KEY", default=os.environ.get("SAMDESK_API_KEY"),
                         help="the server's API key (default: $SAMDESK_API_KEY)")
+
+
+def add_runtime_arg(parser: argparse.ArgumentParser) -> None:
+    """``--runtime auto|torch|onnx|onnx-int8`` (checked when the model loads: one line)."""
+    parser.add_argument("--runtime", metavar="NAME", default=None,
+                        help="the encoder's runtime: auto (default; on a CPU ONNX fp32 where "
+                        "it matched torch on this checkpoint, else torch), torch, onnx, "
+                        "onnx-int8 (faster, masks move a little)")
+
+
+def load_with_runtime(args: argparse.Namespace, name: str, checkpoint: Path | None,
+                      steps: Steps | None = None) -> Any:
+    """Model ``name`` loaded with ``--runtime`` as a step; then the runtime it runs (and
+    why, when not the one asked for) said once on stderr."""
+    import sys
+
+    from samdesk.inference.engines import runtime_choice
+
+    with (steps or Steps()).step(f"loading {name}"):
+        engine = runtime_choice.load_engine(name, checkpoint, args.device,
+                                            getattr(args, "runtime", None))
+    line = runtime_choice.runtime_line(name, engine)
+    if line:
+        print(line, file=sys.stderr)
+    return engine
 
 
 def server_model(args: argparse.Namespace, kind: str, name: str | None) -> str:
@@ -198,8 +224,6 @@ def output_format(args: argparse.Namespace) -> str:
 
 def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
     """The ``--model`` engine (default: :func:`default_segmenter`), loaded as a step."""
-    from samdesk.inference.engines import loading
-
     if args.checkpoint is not None and args.model is None:
         raise UsageError("--checkpoint needs --model to say which architecture it is")
     if args.checkpoint is not None and not args.checkpoint.is_file():
@@ -208,8 +232,7 @@ def load_engine(args: argparse.Namespace, steps: Steps | None = None) -> Any:
         name = server_model(args, "segmenter", args.model)
     else:
         name = args.model or default_segmenter()
-    with (steps or Steps()).step(f"loading {name}"):
-        return loading.load_model(name, args.checkpoint, args.device)
+    return load_with_runtime(args, name, args.checkpoint, steps)
 
 
 def embed_image(engine: Any, rgb: np.ndarray, what: str, steps: Steps | None = None) -> Any:

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samdesk.errors import CliError
+from samdesk.commands.segment import add_runtime_arg
+from samdesk.errors import CliError, SamdeskError
 
 
 class _Model(argparse.Action):
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--checkpoint", action=_Checkpoint, metavar="FILE", dest="models",
                         help="checkpoint file for the --model before it")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
+    add_runtime_arg(parser)
     parser.add_argument("--api-key", action="append", default=[], metavar="KEY",
                         help="a key clients must send (repeatable; each key's image ids are "
                         "its own)")
@@ -84,10 +86,18 @@ def settings_from(args: argparse.Namespace) -> Any:
         if checkpoint is not None and not checkpoint.is_file():
             raise CliError(f"--checkpoint {checkpoint}: no such file")
         models[name] = checkpoint
+    if args.runtime is not None:
+        from samdesk.inference.engines.runtime_choice import check_choice
+
+        try:
+            check_choice(args.runtime)
+        except SamdeskError as exc:
+            raise CliError(str(exc)) from None
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: not a port number")
     settings = ServerSettings(
         host=args.host, port=args.port, models=models, device=args.device,
+        runtime=args.runtime,
         api_keys=tuple(args.api_key), cache_mb=args.cache_mb,
         idle_unload_s=args.idle_unload, max_body_mb=args.max_body_mb,
         max_pixels=args.max_pixels, max_prompts=args.max_prompts,

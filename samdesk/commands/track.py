@@ -50,6 +50,8 @@ def register(sub: Any) -> None:
     parser.add_argument("--model", help="a SAM 2 or 2.1 model (default: the best installed)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file for --model")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "gpu", "mps"))
+    parser.add_argument("--runtime", metavar="NAME", default=None,
+                        help="accepted as on every command; propagation runs in torch")
     parser.add_argument("--resume", action="store_true",
                         help="finish the run that was interrupted in FOLDER")
     parser.add_argument("--mark-sequence", action="store_true",
@@ -121,6 +123,11 @@ def run_track(args: argparse.Namespace) -> int:
     from samdesk.commands.track_run import resume, start_run
     from samdesk.project import Project
 
+    if args.runtime is not None:
+        from samdesk.inference.engines.runtime_choice import AUTO, TORCH, check_choice
+
+        if check_choice(args.runtime) not in (AUTO, TORCH):
+            say("propagation runs in torch (the video predictor has no ONNX export)")
     with Project.open(args.folder) as project:
         if args.resume:
             return resume(args, project)

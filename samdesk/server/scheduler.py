@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -57,7 +58,6 @@ import numpy as np
 
 from samdesk.errors import EngineError, SamdeskError
 from samdesk.inference.engines.base import Detections, Embedding, Prediction, Prompts
-from samdesk.inference.engines.loading import load_model
 from samdesk.inference.models.registry import get_spec
 from samdesk.server.cache import ByteLRU
 from samdesk.server.settings import ServerSettings
@@ -131,9 +131,9 @@ class _Loaded:
 class Scheduler:
     """Owns the engines of one server and runs every model call on its one thread."""
 
-    def __init__(self, settings: ServerSettings, loader: Loader = load_model) -> None:
+    def __init__(self, settings: ServerSettings, loader: Loader | None = None) -> None:
         self.settings = settings
-        self._loader = loader
+        self._loader = loader or self._load_with_runtime
         self._decodes: deque[_Job] = deque()
         self._encodes: deque[_Job] = deque()
         self._cond = threading.Condition()
@@ -272,6 +272,8 @@ class Scheduler:
             out.append({"name": name, "family": spec.family, "kind": spec.kind,
                         "title": spec.title, "loaded": engine is not None,
                         "device": str(getattr(engine.engine, "device", "cpu"))
+                        if engine is not None else None,
+                        "runtime": getattr(engine.engine, "runtime", None)
                         if engine is not None else None})
         return out
 
@@ -357,6 +359,17 @@ class Scheduler:
                 job = self._decodes.popleft()
             self._run(job, nested=True)
 
+    def _load_with_runtime(self, name: str, checkpoint: Path | None, device: str) -> Any:
+        """The default loader: ``name`` with the settings' runtime, which it says once."""
+        from samdesk.inference.engines import runtime_choice
+
+        engine = runtime_choice.load_engine(name, checkpoint, device, self.settings.runtime)
+        line = runtime_choice.runtime_line(name, engine)
+        if line:
+            log.info("%s", line)
+            print(line, file=sys.stderr, flush=True)
+        return engine
+
     def _engine(self, name: str) -> Any:
         loaded = self._engines.get(name)
         if loaded is None:
@@ -376,6 +389,9 @@ class Scheduler:
             if now - loaded.last_used >= idle:
                 log.info("unloading %s (unused for %.0f s)", name, now - loaded.last_used)
                 device = getattr(loaded.engine, "device", None)
+                close = getattr(loaded.engine, "close", None)
+                if close is not None:  # an ONNX encoder's sessions go now, not at collection
+                    close()
                 del self._engines[name]
                 del loaded
                 _release(device)

@@ -24,12 +24,15 @@ class ServerSettings:
     ``api_keys``: accepted keys; empty: no key needed (loopback only).
     ``idle_unload_s``: a model unused this long is unloaded (``None``: never).
     ``max_queue``: jobs waiting for the scheduler before a request gets 503.
+    ``runtime``: the SAM / SAM 2 encoders' (``--runtime``: auto, torch, onnx,
+    onnx-int8); ``None``: the default (auto, or ``$SAMDESK_RUNTIME``).
     """
 
     host: str = "127.0.0.1"
     port: int = 9001
     models: dict[str, Path | None] = field(default_factory=dict)
     device: str = "auto"
+    runtime: str | None = None
     api_keys: tuple[str, ...] = ()
     cache_mb: float = 2048.0
     idle_unload_s: float | None = None

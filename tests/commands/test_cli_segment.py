@@ -242,7 +242,8 @@ def test_no_progress_lines_when_stderr_is_not_a_terminal(disk_photo, tmp_path, c
     ckpt = make_sam2_checkpoint(tmp_path / "sam2.1_hiera_tiny.pt")
     assert main(["embed", str(path), "--model", "sam2.1_hiera_tiny", "--checkpoint", str(ckpt),
                  "--device", "cpu", "--out", str(tmp_path / "e.npy")]) == 0
-    assert capsys.readouterr().err == ""
+    # the runtime it ran, once; no progress line
+    assert capsys.readouterr().err == "samdesk: sam2.1_hiera_tiny on cpu, runtime torch\n"
 
 
 def test_a_failed_step_leaves_only_the_error_line_on_a_terminal(disk_photo, tmp_path,

@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from samdesk.images import load_rgb
 from samdesk.inference.engines.base import Box, Prompts
-from samdesk.inference.engines.loading import load_model
+from samdesk.inference.engines.runtime_choice import load_engine
 from samdesk.inference.worker.cache import EmbeddingCache
 from samdesk.inference.worker.propagate import VideoLoader, load_video
 from samdesk.inference.worker.request_queue import RequestQueue
@@ -76,7 +76,7 @@ class InferenceClient(QObject):
     def __init__(
         self,
         cache: EmbeddingCache | None = None,
-        loader: ModelLoader = load_model,
+        loader: ModelLoader = load_engine,
         image_loader: ImageLoader = load_rgb,
         parent: QObject | None = None,
         video_loader: VideoLoader = load_video,
@@ -168,9 +168,12 @@ class InferenceClient(QObject):
         if self._worker is not None:
             self._worker.release_when_idle = self._release_when_idle
 
-    def set_model(self, name: str, checkpoint: Path | None = None, device: str = "cpu") -> int:
-        """Load a segmenter or detector (by registry name); old one serves until then."""
-        request = SetModel(next(self._ids), name, checkpoint, device)
+    def set_model(self, name: str, checkpoint: Path | None = None, device: str = "cpu",
+                  runtime: str | None = None) -> int:
+        """Load a segmenter or detector (by registry name), its encoder in ``runtime``
+        (None: the default, auto); the old one serves until then, and its clicks are
+        answered while the new one's encoder exports (progress as :attr:`progress`)."""
+        request = SetModel(next(self._ids), name, checkpoint, device, runtime)
         return self._submit(f"model:{request.slot}", request)
 
     def focus(self, image: ImageRef) -> int:
@@ -316,7 +319,9 @@ class InferenceClient(QObject):
         if progress.request_id in self._propagations:
             if self._thread is not None:
                 self.propagation_progress.emit(progress)
-        elif self._current("prefetch", progress.request_id):
+        elif self._current("prefetch", progress.request_id) or any(
+                self._current(f"model:{slot}", progress.request_id)
+                for slot in ("segmenter", "detector")):  # a model's export and probe
             self.progress.emit(progress)
 
     @Slot(object)

@@ -217,6 +217,11 @@ class RequestQueue:
         return Encode(fetching.left.popleft(), fetching.request.request_id, "prefetch",
                       fetching.done, total)
 
+    def model_waiting(self, slot: str) -> bool:
+        """Whether a model change for ``slot`` (segmenter, detector) waits to run."""
+        with self._lock:
+            return any(m.slot == slot for m in self._models)
+
     def refocus(self) -> None:
         """Encode the image in focus again (the segmenter changed)."""
         with self._lock:

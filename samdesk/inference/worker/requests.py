@@ -90,12 +90,14 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class SetModel:
-    """Load model ``name`` (a registry name) from ``checkpoint`` on ``device``."""
+    """Load model ``name`` (a registry name) from ``checkpoint`` on ``device``, its encoder
+    in ``runtime`` (auto, torch, onnx, onnx-int8; ``None``: the default, auto)."""
 
     request_id: int
     name: str
     checkpoint: Path | None = None
     device: str = "cpu"
+    runtime: str | None = None
 
     @property
     def slot(self) -> str:

@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ModelLoaded:
-    """Model ``name`` now serves as the ``slot`` engine on ``device``."""
+    """Model ``name`` now serves as the ``slot`` engine on ``device``, its encoder in
+    ``runtime`` (``torch``, ``onnx``, ``onnx-int8``); ``runtime_note``: why that is not the
+    runtime asked for (or why auto chose it), one line, or ``""``."""
 
     request_id: int
     name: str
     slot: str
     device: str
+    runtime: str = "torch"
+    runtime_note: str = ""
 
 
 CandidateKey = tuple[int, int]

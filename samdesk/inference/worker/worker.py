@@ -31,6 +31,7 @@ focus, so the person can keep working on another frame meanwhile.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -47,7 +48,7 @@ from samdesk.images import load_rgb
 from samdesk.inference.engines import packages
 from samdesk.inference.engines.base import Detections, Embedding, EngineError, Prompts
 from samdesk.inference.engines.boxes import segment_boxes
-from samdesk.inference.engines.loading import load_model
+from samdesk.inference.engines.runtime_choice import load_engine
 from samdesk.inference.models.registry import DETECTOR, get_spec
 from samdesk.inference.worker import propagate
 from samdesk.inference.worker.answers import answer
@@ -85,6 +86,20 @@ PREFETCH_SETTLE_S = 0.08
 """Seconds without a prediction, detection or focus before a prefetch encode starts."""
 
 
+class _LoadSuperseded(BaseException):  # noqa: N818
+    """A model load stopped for a newer model change (a BaseException: the runtime's
+    fallback to torch catches every Exception, and must not catch this)."""
+
+
+def _takes_runtime(loader: Any) -> bool:
+    """Whether ``loader`` takes ``runtime=`` and ``progress=`` (the default loader does)."""
+    try:
+        parameters = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
+    return "runtime" in parameters and "progress" in parameters
+
+
 class _Stopped(Exception):
     """The queue closed during an encode (the client is stopping): nothing is cached."""
 
@@ -113,7 +128,7 @@ class InferenceWorker(QObject):
         self,
         queue: RequestQueue,
         cache: EmbeddingCache,
-        loader: ModelLoader = load_model,
+        loader: ModelLoader = load_engine,
         image_loader: ImageLoader = load_rgb,
         video_loader: propagate.VideoLoader = propagate.load_video,
     ) -> None:
@@ -189,7 +204,7 @@ class InferenceWorker(QObject):
                 self._propagate(job)
             else:
                 self._detect(job)
-        except _Stopped:
+        except (_Stopped, _LoadSuperseded):
             return
         except Exception as exc:  # noqa: BLE001 - every failure goes back as a message
             if not isinstance(exc, SamdeskError):
@@ -203,7 +218,11 @@ class InferenceWorker(QObject):
 
     def _set_model(self, job: SetModel) -> None:
         spec = get_spec(job.name)
-        engine = self._loader(job.name, job.checkpoint, job.device)
+        if _takes_runtime(self._loader):
+            engine = self._loader(job.name, job.checkpoint, job.device, runtime=job.runtime,
+                                  progress=self._loading_progress(job))
+        else:  # a loader of (name, checkpoint, device) only
+            engine = self._loader(job.name, job.checkpoint, job.device)
         if spec.kind == DETECTOR:
             self._detector = engine
         else:
@@ -214,7 +233,21 @@ class InferenceWorker(QObject):
             self._queue.refocus()  # the image in focus needs the new model's embedding
         # report where it really runs ("auto" resolved; GrabCut is OpenCV on the CPU)
         where = str(getattr(engine, "device", "cpu"))
-        self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, where))
+        note = getattr(engine, "runtime_note", "") or getattr(engine, "runtime_reason", "")
+        self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, where,
+                                           getattr(engine, "runtime", "torch"), note))
+
+    def _loading_progress(self, job: SetModel) -> Callable[[int, int, str], None]:
+        """``progress(done, total, what)`` while ``job``'s model loads (an ONNX export runs
+        for minutes on a first use): said as :class:`Progress`; clicks on the model still
+        serving are answered meanwhile; a newer model change for the slot stops the load."""
+        def progress(done: int, total: int, what: str) -> None:
+            if self._queue.closed or self._queue.model_waiting(job.slot):
+                raise _LoadSuperseded
+            self.progress.emit(Progress(job.request_id, done, total, what))
+            if not self._nested:
+                self._run_ready()
+        return progress
 
     def _embedding(
         self, image: ImageRef, request_id: int, preempt: bool = False
