@@ -15,10 +15,12 @@
   to at 1,000 frames (the peak measured plus the per-frame growth of the
   resident set after the first frames, times the frames left); ratio against
   the issue's 4 GB. ``track.stock_rss``: the stock predictor in a child of
-  its own, which loads every frame in ``init_state`` (extrapolated the same
-  way, plus one ``3 x 1024 x 1024`` float32 frame each).
+  its own, which loads every frame in ``init_state`` and propagates the first
+  12 (extrapolated the same way, plus one ``3 x 1024 x 1024`` float32 frame
+  each); ratio: samdesk's peak over the stock one on the same frames.
 
-``--quick``: 5 frames for the cost, 40 for the memory. Run alone:
+``--quick``: 5 frames for the cost, 60 for the memory (the resident set
+settles after about 34: a full frame cache and the trimmed state's bound). Run alone:
 ``python bench/track.py [--quick]``.
 """
 
@@ -141,8 +143,9 @@ def _peak_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # Linux: KiB
 
 
-def child(variant: str, count: int) -> dict:
-    """Run the whole sequence in this process; resident memory figures (bytes)."""
+def child(variant: str, count: int, steps: int | None = None) -> dict:
+    """Open ``count`` frames and propagate ``steps`` of them (all when None) in this
+    process; resident memory figures (bytes)."""
     import numpy as np
 
     from samdesk.inference.engines.sam2_video import ImageFileFrames
@@ -154,7 +157,7 @@ def child(variant: str, count: int) -> dict:
         model_rss = _rss_now()
         session = engine.start(ImageFileFrames(paths))
         session.add_prompt(0, 1, points=points, labels=labels)
-        frames = (fm.masks[1] for fm in session.propagate())
+        frames = (fm.masks[1] for fm in session.propagate(max_frames=steps))
     else:
         import torch
 
@@ -164,42 +167,75 @@ def child(variant: str, count: int) -> dict:
         state = stock.init_state(str(paths[0].parent), offload_video_to_cpu=True,
                                  offload_state_to_cpu=True)
         stock.add_new_points_or_box(state, 0, 1, points=points, labels=labels)
-        frames = ((m[0, 0] > 0).cpu().numpy() for _, _, m in stock.propagate_in_video(state))
+        track = None if steps is None else steps - 1
+        frames = ((m[0, 0] > 0).cpu().numpy()
+                  for _, _, m in stock.propagate_in_video(state, max_frame_num_to_track=track))
     samples = []
     start = time.perf_counter()
     for mask in frames:
         del mask
         samples.append(_rss_now())
-    return {"variant": variant, "frames": count, "model_rss": model_rss,
+    return {"variant": variant, "frames": count, "steps": len(samples), "model_rss": model_rss,
             "peak_rss": _peak_rss(), "samples": samples,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _run_child(variant: str, count: int) -> dict:
-    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", variant,
-                          "--frames", str(count)], cwd=ROOT, capture_output=True, text=True,
-                         check=False)
+def _run_child(variant: str, count: int, steps: int | None = None) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", variant,
+               "--frames", str(count)]
+    if steps is not None:
+        command += ["--steps", str(steps)]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"track child {variant} failed ({out.returncode}): {tail}")
+    (work_dir() / f"track_child_{variant}_{count}.json").write_text(lines[-1])  # samples
     return json.loads(lines[-1])
 
 
-def _extrapolate(figures: dict, extra_per_frame: float = 0.0) -> tuple[float, float]:
-    """(peak bytes at TARGET_FRAMES, growth bytes per frame) from a child's samples."""
+def _extrapolate(figures: dict, extra_per_frame: float = 0.0, settled: int = 4
+                 ) -> tuple[float, float]:
+    """(peak bytes at TARGET_FRAMES, growth bytes per frame) from a child's samples.
+
+    The growth is the slope of a least-squares line through the resident set
+    after each frame, from sample ``settled`` on (for samdesk's engine: once
+    its frame cache is full and its trimmed state has reached its bound,
+    neither of which it passes); a line, because a frame's transient buffers
+    move the resident set up and down by about 100 MB.
+    """
+    import numpy as np
+
     samples, count = figures["samples"], figures["frames"]
-    first = min(4, len(samples) - 1)
-    growth = max((samples[-1] - samples[first]) / max(len(samples) - 1 - first, 1), 0.0)
-    growth += extra_per_frame
+    first = min(settled, len(samples) - 2)
+    tail = np.asarray(samples[first:], dtype=np.float64)
+    slope = float(np.polyfit(np.arange(len(tail)), tail, 1)[0]) if len(tail) > 1 else 0.0
+    growth = max(slope, 0.0) + extra_per_frame
     return figures["peak_rss"] + growth * max(TARGET_FRAMES - count, 0), growth
 
 
-def memory(count: int) -> list[Result]:
+def _frame_cache() -> int:
+    import inspect
+
+    from samdesk.inference.engines.sam2_video import SAM2VideoEngine
+
+    return int(inspect.signature(SAM2VideoEngine).parameters["frame_cache"].default)
+
+
+def _reach() -> int:
+    """SAM 2.1's memory reach in frames (``memory_reach``: 16 for every size)."""
+    return 16
+
+
+def memory(count: int, stock_steps: int = 12) -> list[Result]:
+    """Peak RSS of ``count`` frames through samdesk's engine, and of the stock predictor
+    with all ``count`` frames loaded and the first ``stock_steps`` propagated (its
+    peak is the frames ``init_state`` holds; propagating the rest only adds time)."""
     ours = _run_child("ours", count)
-    stock = _run_child("stock", count)
+    stock = _run_child("stock", count, min(stock_steps, count))
     gb = 2**30
-    ours_at, ours_growth = _extrapolate(ours)
+    settled = max(_frame_cache(), 2 * _reach()) + 2
+    ours_at, ours_growth = _extrapolate(ours, settled=settled)
     frame_bytes = 3 * 1024 * 1024 * 4
     stock_at, stock_growth = _extrapolate(stock, frame_bytes)
     figures = {"frames": count, "size": f"{WIDTH}x{HEIGHT}"}
@@ -213,7 +249,7 @@ def memory(count: int) -> list[Result]:
             ours_at / gb / TARGET_GB, 1.0,
             f"VideoSession peak RSS extrapolated to {TARGET_FRAMES} frames / {TARGET_GB:g} GB"),
         Result("track.stock_rss", {
-            **figures, "peak_gb": round(stock["peak_rss"] / gb, 2),
+            **figures, "propagated": stock["steps"], "peak_gb": round(stock["peak_rss"] / gb, 2),
             "growth_kb_per_frame": round(stock_growth / 1024, 1),
             f"at_{TARGET_FRAMES}_frames_gb": round(stock_at / gb, 2),
             "propagate_s": stock["seconds"]},
@@ -227,7 +263,7 @@ def run(quick: bool, emit: Emit) -> None:
 
     cuda = torch.cuda.is_available()
     emit(per_frame(5 if quick else 16))
-    for result in memory(40 if quick else (TARGET_FRAMES if cuda else 150)):
+    for result in memory(60 if quick else (TARGET_FRAMES if cuda else 120)):
         emit(result)
 
 
@@ -236,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", choices=("ours", "stock"), help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, default=40, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.frames)), flush=True)
+        print(json.dumps(child(args.child, args.frames, args.steps)), flush=True)
         return 0
     run(args.quick, print_result)
     return 0

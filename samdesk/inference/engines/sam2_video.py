@@ -79,16 +79,17 @@ def build_video_predictor(spec: ModelSpec, checkpoint: Path, device: torch.devic
 class SAM2VideoEngine:
     """SAM 2's video predictor behind samdesk's names; one :class:`VideoSession` per run.
 
-    ``frame_cache``: preprocessed frames a session keeps (about 12 MB each at
-    1024); ``offload_state``: keep the session's state on the CPU when the
-    model is on a GPU; ``prefetch``: prepare the next frame on a helper
+    ``frame_cache``: preprocessed frames a session keeps (12 MB each at 1024:
+    16 hold 200 MB; propagation reads each frame once, the cache serves
+    prompts on frames visited again); ``offload_state``: keep the session's
+    state on the CPU when the model is on a GPU; ``prefetch``: prepare the next frame on a helper
     thread while the model runs; ``trim_state``: drop the state of frames no
     later step can read (:func:`forget_far_frames`); ``image_size``: the
     model's input side, the config's when None.
     """
 
     def __init__(self, spec: ModelSpec, checkpoint: Path, device: str = "auto", *,
-                 frame_cache: int = 32, offload_state: bool = True, prefetch: bool = True,
+                 frame_cache: int = 16, offload_state: bool = True, prefetch: bool = True,
                  trim_state: bool = True, image_size: int | None = None) -> None:
         if frame_cache < 1:
             raise EngineError(f"frame cache must hold at least 1 frame, not {frame_cache}")

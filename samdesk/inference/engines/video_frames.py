@@ -85,7 +85,7 @@ class LazyFrames:
     """
 
     def __init__(self, source: FrameSource, image_size: int, device: torch.device, *,
-                 cache: int = 32, prefetch: bool = True) -> None:
+                 cache: int = 16, prefetch: bool = True) -> None:
         if cache < 1:
             raise EngineError(f"frame cache must hold at least 1 frame, not {cache}")
         self.source = source
