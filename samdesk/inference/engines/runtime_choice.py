@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+import samdesk.inference.runtimes.cache as cache  # `from runtimes import cache` is functools'
 from samdesk.errors import EngineError
 from samdesk.inference.engines import loading, packages
 from samdesk.inference.engines.base import Point, Prompts
@@ -42,7 +43,6 @@ from samdesk.inference.runtimes import (
     RUNTIMES,
     TORCH,
     available,
-    cache,
     verdicts,
 )
 from samdesk.inference.runtimes.verdicts import Agreement, Verdict

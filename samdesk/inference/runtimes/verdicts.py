@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from samdesk.inference.runtimes import ONNX, ONNX_INT8, PRECISION, cache
+import samdesk.inference.runtimes.cache as cache  # not `from ... import cache`: functools'
+from samdesk.inference.runtimes import ONNX, ONNX_INT8, PRECISION
 
 PROBE_FILE = "probe.json"
 PROBE_VERSION = 1
