@@ -22,7 +22,7 @@ from samdesk import errorlog
 from samdesk.errors import SamdeskError
 from samdesk.inference.models import checkpoints
 from samdesk.inference.worker.client import InferenceClient
-from samdesk.inference.worker.requests import Failure, ModelLoaded
+from samdesk.inference.worker.requests import Failure, ModelLoaded, Progress
 from samdesk.project import Project
 from samdesk.views import changed_images, export_dialog, import_dialog
 from samdesk.views.canvas import BRUSH_STEP, Canvas, Tool
@@ -38,6 +38,7 @@ from samdesk.views.model_dialog import (
     save_choice,
 )
 from samdesk.views.qtutil import add_error_sink, guard, guarded
+from samdesk.views.runtime_combo import runtime_shown
 from samdesk.views.session import Session
 from samdesk.views.status import StatusBar
 from samdesk.views.text_panel import TextPanel
@@ -189,6 +190,7 @@ class MainWindow(QMainWindow):
         self.text_panel.accept_requested.connect(self._with("accept"))
         self.text_panel.candidate_shown.connect(self._with("show_candidate"))
         self.client.model_loaded.connect(self._model_loaded)
+        self.client.progress.connect(self._model_progress)
         self.client.failed.connect(self._failed)
 
     def _with(self, method: str) -> Callable[..., None]:
@@ -399,8 +401,9 @@ class MainWindow(QMainWindow):
         self.choice = choice
         self.client.set_release_when_idle(choice.release_when_idle)
         apply_server(choice)  # the key of a server model, before the worker loads it
-        self.client.set_model(choice.segmenter, checkpoints.installed(choice.segmenter),
-                              choice.device)
+        self._model_request = self.client.set_model(
+            choice.segmenter, checkpoints.installed(choice.segmenter), choice.device,
+            choice.runtime)
         if choice.detector:
             self.client.set_model(choice.detector, checkpoints.installed(choice.detector),
                                   choice.device)
@@ -417,9 +420,17 @@ class MainWindow(QMainWindow):
     @guarded("model loaded")
     def _model_loaded(self, loaded: ModelLoaded) -> None:
         if loaded.slot == "segmenter":
-            self.status.set_model(loaded.name, loaded.device)
+            self.status.set_model(loaded.name, loaded.device,
+                                  runtime=runtime_shown(loaded.name, loaded.runtime),
+                                  note=loaded.runtime_note)
         else:
             self.status.note(f"Text detector {loaded.name} ready")
+
+    @guarded("model loading")
+    def _model_progress(self, progress: Progress) -> None:
+        """The segmenter's load (an ONNX export and probe on a first use) in the status bar."""
+        if progress.request_id == getattr(self, "_model_request", None):
+            self.status.set_model_progress(progress.done, progress.total, progress.message)
 
     def _failed(self, failure: Failure) -> None:
         self.status.error(failure.message)

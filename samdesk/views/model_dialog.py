@@ -46,6 +46,7 @@ from samdesk.inference.models import checkpoints, paths, registry
 from samdesk.inference.models.fetch import fetch, format_bytes
 from samdesk.inference.models.registry import DETECTOR, SEGMENTER
 from samdesk.views.export_dialog import BackgroundJob, JobCancelled
+from samdesk.views.runtime_combo import RUNTIME_ITEMS, fill_runtimes
 
 DEFAULT_SEGMENTER = "grabcut"
 DEVICES = (("Auto", "auto"), ("GPU", "gpu"), ("CPU", "cpu"))
@@ -62,6 +63,8 @@ class ModelChoice:
     release_when_idle: bool = False
     server_url: str = ""
     api_key: str = ""
+    runtime: str = "auto"
+    """The segmenter's encoder runtime: auto, torch, onnx, onnx-int8."""
 
 
 def available(name: str) -> bool:
@@ -87,9 +90,12 @@ def load_choice(settings: QSettings) -> ModelChoice:
     if device not in {d for _, d in DEVICES}:
         device = "auto"
     release = str(settings.value("model/release_when_idle", "false")).lower() == "true"
+    runtime = str(settings.value("model/runtime", "auto"))
+    if runtime not in {name for _, name in RUNTIME_ITEMS}:
+        runtime = "auto"
     return ModelChoice(segmenter, device, detector, release,
                        str(settings.value("server/url", "") or ""),
-                       str(settings.value("server/api_key", "") or ""))
+                       str(settings.value("server/api_key", "") or ""), runtime)
 
 
 def _kind(name: str) -> str | None:
@@ -112,6 +118,7 @@ def save_choice(settings: QSettings, choice: ModelChoice) -> None:
     settings.setValue("model/release_when_idle", "true" if choice.release_when_idle else "false")
     settings.setValue("server/url", choice.server_url)
     settings.setValue("server/api_key", choice.api_key)
+    settings.setValue("model/runtime", choice.runtime)
 
 
 def fetch_files(name: str, progress: Callable[[int, int], None],
@@ -158,6 +165,9 @@ class ModelDialog(QDialog):
         for text, value in DEVICES:
             self.device.addItem(text, value)
         self.device.setCurrentIndex(max(0, self.device.findData(choice.device)))
+        self.runtime = QComboBox()
+        self.runtime.setObjectName("runtime")
+        self._runtime = choice.runtime  # what the person picked, kept across refreshes
         self.detector = QComboBox()
         self.release = QCheckBox("Give GPU memory back when idle")
         self.release.setToolTip("Frees the GPU's cached memory whenever no model work is "
@@ -185,6 +195,7 @@ class ModelDialog(QDialog):
         form = QFormLayout()
         form.addRow("Segmentation", self.segmenter)
         form.addRow("Device", self.device)
+        form.addRow("Runtime", self.runtime)
         form.addRow("Text detector", self.detector)
         form.addRow("", self.release)
         server = QHBoxLayout()
@@ -210,6 +221,8 @@ class ModelDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.refresh(choice)
+        self.segmenter.currentIndexChanged.connect(self._fill_runtimes)
+        self.runtime.currentIndexChanged.connect(self._runtime_picked)
 
     def refresh(self, choice: ModelChoice | None = None) -> None:
         """Re-read what is installed and fill the list and the combos (the selected row stays)."""
@@ -239,6 +252,14 @@ class ModelDialog(QDialog):
         self._add_server_models(choice)
         self.segmenter.setCurrentIndex(max(0, self.segmenter.findData(choice.segmenter)))
         self.detector.setCurrentIndex(max(0, self.detector.findData(choice.detector or "")))
+        self._fill_runtimes()
+
+    def _fill_runtimes(self) -> None:
+        """The runtimes, with the costs measured for the chosen segmenter's checkpoint."""
+        fill_runtimes(self.runtime, self.segmenter.currentData(), self._runtime)
+
+    def _runtime_picked(self) -> None:
+        self._runtime = self.runtime.currentData() or "auto"
 
     def _add_server_models(self, choice: ModelChoice) -> None:
         """The listed server's models in the combos, and a chosen server model kept."""
@@ -275,7 +296,8 @@ class ModelDialog(QDialog):
                            self.detector.currentData() or None,
                            self.release.isChecked(),
                            self.server_url.text().strip().rstrip("/"),
-                           self.api_key.text().strip())
+                           self.api_key.text().strip(),
+                           self.runtime.currentData() or "auto")
 
     def selected_name(self) -> str | None:
         item = self.tree.currentItem()

@@ -48,8 +48,20 @@ class StatusBar(QStatusBar):
         self.ticker.setInterval(200)
         self.ticker.timeout.connect(self._tick)
 
-    def set_model(self, name: str, device: str, loading: bool = False) -> None:
-        self.model.setText(f"Model: {name} · {device}" + (" (loading…)" if loading else ""))
+    def set_model(self, name: str, device: str, loading: bool = False, runtime: str = "",
+                  note: str = "") -> None:
+        """``Model: NAME · DEVICE · RUNTIME`` (``runtime`` as shown, e.g. ``ONNX fp32``;
+        empty for a model without one); ``note`` (why that runtime) as the tooltip."""
+        shown = f"Model: {name} · {device}"
+        self.model.setText(shown + (f" · {runtime}" if runtime else "")
+                           + (" (loading…)" if loading else ""))
+        self.model.setToolTip(note)
+
+    def set_model_progress(self, done: int, total: int, what: str) -> None:
+        """A model still loading: what it does (an ONNX export, the probe) and how far."""
+        text = self.model.text().split(" (loading", 1)[0]
+        step = f" {done}/{total}" if total else ""
+        self.model.setText(f"{text} (loading: {what}{step})")
 
     def set_embedding(self, state: str) -> None:
         """``loading`` (the file), ``queued``, ``computing``, ``ready``, ``failed`` or ``none``."""
