@@ -33,9 +33,9 @@ is faster and moves masks more (see BENCHMARKS.md / bench/runtime_encode.py).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Generator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 __all__ = ["RUNTIMES", "Chunk", "RuntimeChoice", "available", "check_runtime"]
 
 
-@cache
+@functools.cache  # not `from functools import cache`: it would shadow the cache module
 def available() -> list[str]:
     """The runtimes this machine can run: torch, and the ONNX ones when onnxruntime imports."""
     try:

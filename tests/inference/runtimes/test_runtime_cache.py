@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,15 @@ def test_int8_graphs_are_cached_beside_the_fp32_ones(tmp_path, spec, exports, ru
     assert ours.tensors["image_embed"].dtype == np.float32
     again = loading.load_model(spec.name, checkpoint, "cpu", runtime="onnx-int8")
     assert again.runtime == "onnx-int8" and exports.chunks == CHUNKS
+
+
+
+def test_a_fresh_process_finds_the_cache_module_not_functools_cache():
+    """``from samdesk.inference.runtimes import cache`` (as the runtime's own start does)
+    before anything imported the submodule: the module, not ``functools.cache``."""
+    code = ("from samdesk.inference.runtimes import cache;"
+            "print(cache.__name__, callable(getattr(cache, 'checkpoint_digest', None)))")
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.split() == ["samdesk.inference.runtimes.cache", "True"], done.stdout
