@@ -95,14 +95,19 @@ def open_session(path: Path, threads: int, arena: bool | None = None) -> Any:
 
 def prepare(chunks: Sequence[Chunk], folder: Path, precision: str, example: Any,
             threads: int, progress: Progress | None = None,
-            exporter: Callable[[Chunk, tuple, Path], None] | None = None) -> OnnxEncoder:
+            exporter: Callable[[Chunk, tuple, Path], None] | None = None,
+            opener: Callable[[Path, int], Any] | None = None,
+            check: bool | None = None) -> OnnxEncoder:
     """Sessions for ``chunks`` from ``folder``, exporting the graphs that are missing.
 
     ``precision``: ``fp32`` or ``int8``. ``example``: a float32 torch tensor
     ``(1, 3, S, S)`` the chunks are traced on (any values; only the shapes
     matter). ``progress(done, total)`` after each chunk is ready. Raises
     :class:`RuntimeFailure` (one line) when a chunk does not export, does not
-    load or an fp32 graph disagrees with torch.
+    load or an fp32 graph disagrees with torch. ``opener(path, threads)``: the
+    runner of one graph (anything with ONNX Runtime's ``run(names, feed)``;
+    None: an ONNX Runtime session). ``check``: compare each fresh graph's
+    runner with torch (None: for ``fp32``).
     """
     export = exporter or onnx_export.export_chunk
     paths = [chunk_path(folder, i, c.name) for i, c in enumerate(chunks)]
@@ -123,11 +128,11 @@ def prepare(chunks: Sequence[Chunk], folder: Path, precision: str, example: Any,
                 values[chunk.keep] = outputs[0]
         if index in missing:
             _export_one(chunk, inputs, paths[index], targets[index], precision, export)
-            sessions.append(_open(targets[index], chunk, threads))
-            if precision == "fp32":
+            sessions.append(_open(targets[index], chunk, threads, opener=opener))
+            if (precision == "fp32") if check is None else check:
                 _check(sessions[-1], chunk, inputs, outputs, targets[index])
         else:
-            sessions.append(_open(targets[index], chunk, threads, cached=True))
+            sessions.append(_open(targets[index], chunk, threads, cached=True, opener=opener))
         if progress is not None:
             progress(index + 1, len(chunks))
     return OnnxEncoder(chunks, sessions)
@@ -156,13 +161,14 @@ def _export_one(chunk: Chunk, inputs: tuple, fp32: Path, target: Path, precision
                              f"{shorten(describe(exc), 200)}") from exc
 
 
-def _open(path: Path, chunk: Chunk, threads: int, cached: bool = False) -> Any:
+def _open(path: Path, chunk: Chunk, threads: int, cached: bool = False,
+          opener: Callable[[Path, int], Any] | None = None) -> Any:
     """The session of ``chunk``'s graph at ``path``; a graph that does not load is removed
     (raising :class:`BrokenGraph` when it came from the cache, to be exported again)."""
     from samdesk.errorlog import describe, shorten
 
     try:
-        return open_session(path, threads)
+        return (opener or open_session)(path, threads)
     except Exception as exc:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import samdesk.inference.runtimes.cache as cache  # not `from ... import cache`: functools'
-from samdesk.inference.runtimes import ONNX, ONNX_INT8, PRECISION
+from samdesk.inference.runtimes import ENGINE, PRECISION
 
 PROBE_FILE = "probe.json"
 PROBE_VERSION = 1
@@ -152,9 +152,10 @@ def known_verdicts(checkpoint: Path | None, family: str) -> dict[str, Verdict]:
 
 
 def label(runtime: str) -> str:
-    """How a person reads a runtime's name: ``Torch``, ``ONNX fp32``, ``ONNX int8``."""
-    if runtime in (ONNX, ONNX_INT8):
-        return f"ONNX {PRECISION[runtime]}"
+    """How a person reads a runtime's name: ``Torch``, ``ONNX fp32``, ``OpenVINO bf16``..."""
+    if runtime in PRECISION:
+        library = "ONNX" if ENGINE[runtime] == "ONNX Runtime" else ENGINE[runtime]
+        return f"{library} {PRECISION[runtime]}"
     return "Torch" if runtime == "torch" else runtime
 
 

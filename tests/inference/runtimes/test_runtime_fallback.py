@@ -135,9 +135,22 @@ def test_a_family_without_a_runtime_runs_as_before_and_says_so():
 
 def test_an_unknown_runtime_is_one_line():
     with pytest.raises(EngineError, match=r"^unknown runtime 'tensorrt'; choose torch, onnx, "
-                                          r"onnx-int8$"):
+                                          r"onnx-int8, openvino, openvino-bf16$"):
         loading.load_model("grabcut", None, "cpu", runtime="tensorrt")
 
 
 def test_this_machine_can_run_every_runtime():
-    assert runtimes.available() == ["torch", "onnx", "onnx-int8"]
+    from samdesk.inference.runtimes import openvino_encoder
+
+    bf16 = ["openvino-bf16"] if openvino_encoder.has_bf16() else []
+    assert runtimes.available() == ["torch", "onnx", "onnx-int8", "openvino", *bf16]
+
+
+def test_without_openvino_its_runtimes_fall_back_and_say_what_to_install(
+        spec, checkpoint, monkeypatch):
+    monkeypatch.setattr(runtimes, "available", lambda: ["torch", "onnx", "onnx-int8"])
+    for runtime in ("openvino", "openvino-bf16"):
+        engine = loading.load_model(spec.name, checkpoint, "cpu", runtime=runtime)
+        assert engine.runtime == "torch"
+        assert engine.runtime_note == ("openvino is not installed (pip install openvino "
+                                       "onnx); using torch")
