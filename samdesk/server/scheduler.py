@@ -292,6 +292,10 @@ class Scheduler:
         for job in jobs:
             job.future.set_exception(SamdeskError("the server is shutting down"))
         self._thread.join(timeout)
+        for loaded in self._engines.values():
+            close = getattr(loaded.engine, "close", None)
+            if close is not None:  # a runtime's sessions give their memory back now
+                close()
         self._engines.clear()
 
     # -- the scheduler thread ----------------------------------------------

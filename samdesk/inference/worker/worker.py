@@ -224,13 +224,17 @@ class InferenceWorker(QObject):
         else:  # a loader of (name, checkpoint, device) only
             engine = self._loader(job.name, job.checkpoint, job.device)
         if spec.kind == DETECTOR:
-            self._detector = engine
+            previous, self._detector = self._detector, engine
         else:
+            previous = self._segmenter
             self._segmenter, self._segmenter_key = engine, model_key(job.name, job.checkpoint)
             self._segmenter_source = (job.name, job.checkpoint, job.device)
             self._videos.keep_only(job.name)  # another model's video engine is not kept
             self._last = None
             self._queue.refocus()  # the image in focus needs the new model's embedding
+        close = getattr(previous, "close", None) if previous is not engine else None
+        if close is not None:  # a runtime's sessions give their memory back now
+            close()
         # report where it really runs ("auto" resolved; GrabCut is OpenCV on the CPU)
         where = str(getattr(engine, "device", "cpu"))
         note = getattr(engine, "runtime_note", "") or getattr(engine, "runtime_reason", "")
