@@ -145,7 +145,7 @@ class RuntimeChoice:
 
     @property
     def runtime(self) -> str:
-        """The runtime the encoder runs now: ``torch``, ``onnx`` or ``onnx-int8``."""
+        """The runtime the encoder runs now: ``torch`` or one of :data:`RUNTIMES`."""
         return self._runtime
 
     @property
