@@ -401,9 +401,9 @@ class MainWindow(QMainWindow):
         self.choice = choice
         self.client.set_release_when_idle(choice.release_when_idle)
         apply_server(choice)  # the key of a server model, before the worker loads it
-        self._model_request = self.client.set_model(
+        self._model_request = self.client.set_model(  # auto: the default ($SAMDESK_RUNTIME)
             choice.segmenter, checkpoints.installed(choice.segmenter), choice.device,
-            choice.runtime)
+            None if choice.runtime == "auto" else choice.runtime)
         if choice.detector:
             self.client.set_model(choice.detector, checkpoints.installed(choice.detector),
                                   choice.device)

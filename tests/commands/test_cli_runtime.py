@@ -14,6 +14,7 @@ from samdesk import masks
 from samdesk.cli import main
 from samdesk.inference.engines import loading
 from samdesk.inference.engines.base import Point, Prompts
+from samdesk.inference.engines.runtime_choice import CHOICES
 from samdesk.inference.runtimes.cache import ENV_VAR
 from tests.mask_compare import assert_masks_close, full_logits
 from tests.model_factories import TINY_SAM, make_sam_checkpoint, registered_test_model
@@ -78,9 +79,9 @@ def test_a_runtime_that_falls_back_says_why_in_the_same_line(photo, tmp_path, ca
 def test_a_bad_runtime_name_is_one_line_and_exit_2(photo, tmp_path, capsys, command, out):
     path, _ = photo
     assert main([command[0], str(path), *command[1:], "--out", str(tmp_path / out),
-                 "--model", "sam_vit_b", "--runtime", "openvino"]) == 2
-    assert capsys.readouterr().err == ("samdesk: error: --runtime openvino: unknown runtime; "
-                                       "choose auto, torch, onnx, onnx-int8\n")
+                 "--model", "sam_vit_b", "--runtime", "tensorrt"]) == 2
+    assert capsys.readouterr().err == ("samdesk: error: --runtime tensorrt: unknown runtime; "
+                                       f"choose {', '.join(CHOICES)}\n")
     assert not (tmp_path / out).exists()
 
 

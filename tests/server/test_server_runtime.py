@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from samdesk import cli
 from samdesk.commands.serve import settings_from
 from samdesk.inference.engines import loading
+from samdesk.inference.engines.runtime_choice import CHOICES
 from samdesk.inference.runtimes.cache import ENV_VAR
 from samdesk.server.app import create_app
 from samdesk.server.settings import ServerSettings
@@ -67,7 +68,7 @@ def test_serve_takes_runtime_and_refuses_an_unknown_one_in_one_line(capsys) -> N
     args = cli.build_parser().parse_args(["serve", "--runtime", "onnx-int8"])
     assert settings_from(args).runtime == "onnx-int8"
     assert settings_from(cli.build_parser().parse_args(["serve"])).runtime is None
-    assert cli.main(["serve", "--runtime", "openvino"]) == 2
+    assert cli.main(["serve", "--runtime", "tensorrt"]) == 2
     err = capsys.readouterr().err
-    assert err == ("samdesk: error: --runtime openvino: unknown runtime; choose auto, torch, "
-                   "onnx, onnx-int8\n")
+    assert err == ("samdesk: error: --runtime tensorrt: unknown runtime; choose "
+                   f"{', '.join(CHOICES)}\n")

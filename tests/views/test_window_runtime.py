@@ -56,8 +56,8 @@ def test_the_dialogs_runtime_is_kept_and_shows_the_measured_cost(qtbot, sam, set
     name, checkpoint = sam
     dialog = ModelDialog(ModelChoice(name, "cpu"))
     qtbot.addWidget(dialog)
-    assert _texts(dialog) == {"auto": "Auto", "torch": "Torch", "onnx": "ONNX fp32",
-                              "onnx-int8": "ONNX int8"}
+    assert _texts(dialog).items() >= {"auto": "Auto", "torch": "Torch", "onnx": "ONNX fp32",
+                                      "onnx-int8": "ONNX int8"}.items()
     assert dialog.runtime.currentData() == "auto"
     dialog.runtime.setCurrentIndex(dialog.runtime.findData("onnx-int8"))
     choice = dialog.choice()

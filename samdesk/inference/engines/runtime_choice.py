@@ -115,15 +115,21 @@ def load_engine(name: str, checkpoint: Path | None = None, device: str = "auto",
 
 def graph_folder(checkpoint: Path, family: str, config: str) -> Path:
     """The cache folder of ``checkpoint``'s graphs (where the engines export them)."""
+    from samdesk.inference import runtimes
+
+    versions = getattr(runtimes, "graph_versions", None)
+    if versions is not None:  # the runtimes' own key, when they name it
+        return cache.model_folder(cache.checkpoint_digest(checkpoint), family, config,
+                                  versions())
     import onnx
     import onnxruntime
     import torch
 
     from samdesk.inference.runtimes import onnx_export
 
-    versions = {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-                "torch": torch.__version__, "opset": str(onnx_export.OPSET)}
-    return cache.model_folder(cache.checkpoint_digest(checkpoint), family, config, versions)
+    named = {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
+             "torch": torch.__version__, "opset": str(onnx_export.OPSET)}
+    return cache.model_folder(cache.checkpoint_digest(checkpoint), family, config, named)
 
 
 def runtime_label(engine: Any) -> str:
@@ -148,43 +154,78 @@ def runtime_line(name: str, engine: Any) -> str:
 # -- auto ------------------------------------------------------------------
 
 
+def auto_candidates() -> list[str]:
+    """The exported runtimes ``auto`` may pick here: those at torch's precision (fp32)
+    that this machine runs, in the runtimes' menu order."""
+    from samdesk.inference import runtimes
+
+    fp32 = getattr(runtimes, "FP32", (ONNX,))
+    return [name for name in fp32 if name in available()]
+
+
 def _load_auto(name: str, checkpoint: Path, device: str, spec: Any,
                progress: Progress | None) -> Any:
     if device.split(":")[0] != "cpu":
         return _reasoned(_load(name, checkpoint, device, TORCH, None),
                          f"auto: a GPU ({device}) keeps torch")
-    if ONNX not in available():
+    candidates = auto_candidates()
+    if not candidates:
         return _reasoned(_load(name, checkpoint, device, TORCH, None),
                          "auto: onnxruntime is not installed, so torch")
     folder = graph_folder(checkpoint, spec.family, spec.config or "")
-    verdict = verdicts.read_verdicts(folder).get(ONNX)
-    if verdict is not None:
-        chosen = ONNX if verdict.matched and verdict.faster else TORCH
-        return _decided(_load(name, checkpoint, device, chosen, progress), verdict)
-    candidate = _load(name, checkpoint, device, ONNX, progress)
-    if candidate.runtime != ONNX:  # the export failed: its note says why, torch runs
-        return _reasoned(candidate, "")
-    reference = _load(name, checkpoint, device, TORCH, None)
-    verdict = probe(reference, candidate, ONNX, progress)
-    _record(folder, verdict)
-    if verdict.matched and verdict.faster:
-        return _decided(candidate, verdict)
-    candidate.close()
-    return _decided(reference, verdict)
+    known = {r: v for r, v in verdicts.read_verdicts(folder).items() if r in candidates}
+    loaded: dict[str, Any] = {}
+    failures: list[str] = []
+    reference = None
+    for runtime in candidates:  # first use: export each and probe it against torch
+        if runtime in known:
+            continue
+        engine = _load(name, checkpoint, device, runtime, progress)
+        if engine.runtime != runtime:  # did not start: not a candidate this time
+            failures.append(engine.runtime_note)
+            continue
+        if reference is None:
+            reference = _load(name, checkpoint, device, TORCH, None)
+        known[runtime] = probe(reference, engine, runtime, progress)
+        _record(folder, known[runtime])
+        loaded[runtime] = engine
+    best = _best(known)
+    engine = loaded.pop(best, None) if best else None
+    for other in loaded.values():
+        other.close()
+    if engine is None:
+        engine = (reference if best is None and reference is not None
+                  else _load(name, checkpoint, device, best or TORCH, progress))
+    if best is None and not known and failures and not engine.runtime_note:
+        engine._runtime_note = failures[0]  # why no exported runtime runs, as a fallback says
+    return _decided(engine, best, [known[r] for r in candidates if r in known])
 
 
-def _decided(engine: Any, verdict: Verdict) -> Any:
+def _best(known: dict[str, Verdict]) -> str | None:
+    """The fastest runtime whose probe matched torch and beat it; None: torch."""
+    fit = [v for v in known.values() if v.matched and v.faster]
+    return max(fit, key=lambda v: v.speedup).runtime if fit else None
+
+
+def _decided(engine: Any, best: str | None, probed: list[Verdict]) -> Any:
     """``engine`` with the line saying why ``auto`` runs what it runs."""
-    speed = f"{verdict.speedup:.2f}x torch's speed"
-    if engine.runtime == ONNX:
-        return _reasoned(engine, f"auto: ONNX fp32 matched torch on the probe "
-                                 f"({verdict.cost()}) at {speed}")
-    if not verdict.matched:
-        why = f"ONNX fp32 did not match torch on the probe ({verdict.cost()}, " \
-              f"{verdict.far} px far from the edge)"
-    else:
-        why = f"ONNX fp32 was not faster than torch on the probe ({speed})"
-    line = f"auto: {why}; using torch"
+    if best is not None:
+        if engine.runtime != best:  # chosen, but it did not start: its note says why
+            return _reasoned(engine, "")
+        verdict = next(v for v in probed if v.runtime == best)
+        return _reasoned(engine, f"auto: {verdicts.label(best)} matched torch on the probe "
+                                 f"({verdict.cost()}) at {verdict.speedup:.2f}x torch's speed")
+    whys = []
+    for verdict in probed:
+        if not verdict.matched:
+            whys.append(f"{verdicts.label(verdict.runtime)} did not match torch on the probe "
+                        f"({verdict.cost()}, {verdict.far} px far from the edge)")
+        else:
+            whys.append(f"{verdicts.label(verdict.runtime)} was not faster than torch on "
+                        f"the probe ({verdict.speedup:.2f}x torch's speed)")
+    if not whys:  # no runtime started: the engine's note (or the log) says why
+        return _reasoned(engine, "")
+    line = f"auto: {'; '.join(whys)}; using torch"
     engine._runtime_note = line  # RuntimeChoice's note: the line a fallback shows
     return _reasoned(engine, line)
 

@@ -218,9 +218,10 @@ class InferenceWorker(QObject):
 
     def _set_model(self, job: SetModel) -> None:
         spec = get_spec(job.name)
-        if _takes_runtime(self._loader):
-            engine = self._loader(job.name, job.checkpoint, job.device, runtime=job.runtime,
-                                  progress=self._loading_progress(job))
+        if _takes_runtime(self._loader):  # runtime None: the loader's default
+            extra = {} if job.runtime is None else {"runtime": job.runtime}
+            engine = self._loader(job.name, job.checkpoint, job.device,
+                                  progress=self._loading_progress(job), **extra)
         else:  # a loader of (name, checkpoint, device) only
             engine = self._loader(job.name, job.checkpoint, job.device)
         if spec.kind == DETECTOR:
@@ -241,11 +242,11 @@ class InferenceWorker(QObject):
         self.model_loaded.emit(ModelLoaded(job.request_id, job.name, spec.kind, where,
                                            getattr(engine, "runtime", "torch"), note))
 
-    def _loading_progress(self, job: SetModel) -> Callable[[int, int, str], None]:
-        """``progress(done, total, what)`` while ``job``'s model loads (an ONNX export runs
-        for minutes on a first use): said as :class:`Progress`; clicks on the model still
-        serving are answered meanwhile; a newer model change for the slot stops the load."""
-        def progress(done: int, total: int, what: str) -> None:
+    def _loading_progress(self, job: SetModel) -> Callable[..., None]:
+        """``progress(done, total, what="")`` while ``job``'s model loads (an ONNX export
+        runs for minutes on a first use): said as :class:`Progress`; clicks on the model
+        still serving are answered meanwhile; a newer model change for the slot stops it."""
+        def progress(done: int, total: int, what: str = "") -> None:
             if self._queue.closed or self._queue.model_waiting(job.slot):
                 raise _LoadSuperseded
             self.progress.emit(Progress(job.request_id, done, total, what))
