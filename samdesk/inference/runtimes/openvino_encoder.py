@@ -37,23 +37,30 @@ Progress = Callable[[int, int], None]
 
 
 class OvRunner:
-    """One compiled chunk with ONNX Runtime's session interface: ``run(names, feed)``."""
+    """One compiled chunk with ONNX Runtime's session interface: ``run(names, feed)``.
+
+    Each call makes its own infer request and drops it: a request kept per chunk
+    holds that chunk's intermediate tensors between encodes (measured on SAM 2.1
+    tiny at 1024: 3.65 GB resident after an encode against 3.1 GB, no faster).
+    """
 
     def __init__(self, compiled: Any) -> None:
         self._compiled = compiled
-        self._request = compiled.create_infer_request()
         # a port has several names (the graph's and a fused node's): index them all
         self._index = {name: index for index, port in enumerate(compiled.outputs)
                        for name in port.get_names()}
 
     def run(self, names: Sequence[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The outputs ``names`` (float32 arrays, owned by the caller) for inputs ``feed``."""
-        results = self._request.infer(feed, share_outputs=False)
+        if self._compiled is None:
+            raise RuntimeError("the compiled model was released")
+        request = self._compiled.create_infer_request()
+        results = request.infer(feed, share_outputs=False)
         return [np.asarray(results[self._index[name]], np.float32) for name in names]
 
     def close(self) -> None:
-        """Drop the request and the compiled model (their memory goes with the last reference)."""
-        self._request = self._compiled = None
+        """Drop the compiled model (its memory goes with the last reference)."""
+        self._compiled = None
 
 
 @functools.cache
