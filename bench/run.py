@@ -8,7 +8,7 @@ BENCHMARKS.md). ``--quick`` makes fewer calls and smaller sessions, for a run
 of a few minutes on a 2-core laptop.
 
 Benchmarks (modules of this folder): ``click``, ``session``, ``export``,
-``folder``, ``canvas``, ``serve``, ``gpu``, ``track``.
+``folder``, ``canvas``, ``serve``, ``gpu``, ``track``, ``runtime``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:
 
 from bench.common import Result, print_result  # noqa: E402
 
-BENCHMARKS = ("click", "session", "export", "folder", "canvas", "serve", "gpu", "track")
+BENCHMARKS = ("click", "session", "export", "folder", "canvas", "serve", "gpu", "track",
+              "runtime")
 
 
 def machine() -> str:

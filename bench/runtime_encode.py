@@ -1,11 +1,13 @@
-"""Encoder runtimes: torch vs ONNX Runtime fp32 vs ONNX Runtime int8, same weights, one process.
+"""Encoder runtimes: torch vs ONNX Runtime (fp32, int8) vs OpenVINO (fp32, bf16), one process.
 
 For SAM 2.1 tiny and SAM ViT-B (seeded random weights, the official file
-formats), on the 4000 x 3000 test photo: the first load of each ONNX runtime
-(the export, cached by the checkpoint's hash) and the second (the cache
-found), then encodes interleaved round by round (torch, ONNX fp32 with and
-without ONNX Runtime's CPU memory arena, ONNX int8: median of ``--rounds``),
-and the best mask of one click against torch's (pixels differing, IoU).
+formats), on the 4000 x 3000 test photo, one runtime at a time beside torch
+(never two big exported models alive at once): its first load (the ONNX
+export, or OpenVINO's compile with its cache folder emptied first, both
+cached by the checkpoint's hash) and the second (the cache found), then
+encodes interleaved round by round with torch's (median of ``--rounds``), and
+the best mask of one click against torch's (pixels differing, IoU).
+``--runtimes`` picks which (default: every one this machine runs).
 ``--arena`` adds sessions that keep ONNX Runtime's CPU arena (measured on
 SAM 2.1 tiny: 7.3 GB resident after an encode against 1.7 GB without, no
 faster; with ViT-B it ran a 24 GB machine out of memory).
@@ -61,47 +63,75 @@ def _load(name: str, runtime: str) -> tuple[Any, float]:
     return engine, time.perf_counter() - start
 
 
-def compare(name: str, rounds: int, arena: bool) -> dict[str, Any]:
-    """Load times, interleaved encode times and mask agreement of every runtime for ``name``."""
+def _forget_compiled(name: str, runtime: str) -> None:
+    """Empty OpenVINO's compiled-model folder of ``name`` at ``runtime``'s precision, so
+    the first load measures the compile."""
+    import shutil
+
+    from samdesk.inference.models.registry import get_spec
+    from samdesk.inference.runtimes import PRECISION, graph_versions, openvino_encoder
+    from samdesk.inference.runtimes.cache import checkpoint_digest, model_folder
+
+    spec = get_spec(name)
+    folder = model_folder(checkpoint_digest(CHECKPOINTS[name]()), spec.family,
+                          spec.config or "", graph_versions())
+    shutil.rmtree(openvino_encoder.cache_dir(folder, PRECISION[runtime]), ignore_errors=True)
+
+
+def compare(name: str, rounds: int, arena: bool, runtimes: tuple[str, ...] | None = None,
+            forget_compiled: bool = True) -> dict[str, Any]:
+    """Load times, encode times interleaved with torch's and mask agreement of each runtime
+    for ``name`` (one exported runtime alive at a time); ``forget_compiled``: empty
+    OpenVINO's cache first, so the first load is a compile."""
     import numpy as np
 
-    from samdesk.inference.runtimes import onnx_encoder
+    from samdesk.inference.runtimes import available, onnx_encoder
 
     image = _image()
     torch_engine, _ = _load(name, "torch")
-    engines, loads = {"torch": torch_engine}, {}
-    for runtime in ("onnx", "onnx-int8"):
-        first, loads[f"{runtime}_first_load_s"] = _load(name, runtime)  # exports if not cached
+    chosen = [r for r in (runtimes or available()) if r != "torch"]
+    if arena:
+        chosen.append("onnx+arena")
+    reference = _best_mask(torch_engine, torch_engine.embed(image))
+    line: dict[str, Any] = {"name": f"runtime_encode_{name}", "rounds": rounds,
+                            "mask_pixels": int(reference.sum())}
+    torch_ms: list[float] = []
+    for variant in chosen:
+        runtime = variant.removesuffix("+arena")
+        onnx_encoder.MEMORY_ARENA = variant.endswith("+arena")
+        key = variant.replace("+", "_")
+        if runtime.startswith("openvino") and forget_compiled:
+            _forget_compiled(name, runtime)
+        first, line[f"{key}_first_load_s"] = _load(name, runtime)  # exports / compiles
         first.close()
         del first  # never two copies of the weights alive longer than needed
-        engines[runtime], loads[f"{runtime}_cached_load_s"] = _load(name, runtime)
-    if arena:  # the same graphs, sessions keeping ONNX Runtime's arena (GBs for ViT-B)
-        onnx_encoder.MEMORY_ARENA = True
-        engines["onnx_arena"], _ = _load(name, "onnx")
-        onnx_encoder.MEMORY_ARENA = False
-    embeddings: dict[str, Any] = {}
-
-    def encode(runtime: str) -> Any:
-        return lambda: embeddings.__setitem__(runtime, engines[runtime].embed(image))
-
-    timings = interleaved({runtime: encode(runtime) for runtime in engines}, rounds, warmup=1)
-    reference = _best_mask(torch_engine, embeddings["torch"])
-    line: dict[str, Any] = {"name": f"runtime_encode_{name}", "rounds": rounds,
-                            **{k: round(v, 2) for k, v in loads.items()}}
-    for runtime in engines:
-        line[f"{runtime}_ms"] = round(timings.median_ms(runtime), 1)
-        line[f"{runtime}_ratio"] = round(timings.median_ms(runtime) / timings.median_ms("torch"),
-                                         3)
-        if runtime != "torch":
-            mask = _best_mask(engines[runtime], embeddings[runtime])
-            union = int(np.count_nonzero(mask | reference))
-            line[f"{runtime}_pixels_differing"] = int(np.count_nonzero(mask ^ reference))
-            line[f"{runtime}_iou"] = round(int(np.count_nonzero(mask & reference))
-                                           / max(union, 1), 6)
-    line["mask_pixels"] = int(reference.sum())
-    for engine in engines.values():
+        engine, line[f"{key}_cached_load_s"] = _load(name, runtime)
+        embeddings: dict[str, Any] = {}
+        timings = _pair(torch_engine, engine, image, rounds, embeddings)
+        torch_ms.append(timings.median_ms("torch"))
+        line[f"{key}_ms"] = round(timings.median_ms("runtime"), 1)
+        line[f"{key}_ratio"] = round(timings.median_ms("runtime") / timings.median_ms("torch"),
+                                     3)
+        mask = _best_mask(engine, embeddings["runtime"])
+        union = int(np.count_nonzero(mask | reference))
+        line[f"{key}_pixels_differing"] = int(np.count_nonzero(mask ^ reference))
+        line[f"{key}_iou"] = round(int(np.count_nonzero(mask & reference)) / max(union, 1), 6)
         engine.close()
+        del engine
+        onnx_encoder.MEMORY_ARENA = False
+    if torch_ms:
+        line["torch_ms"] = round(sorted(torch_ms)[len(torch_ms) // 2], 1)
+    torch_engine.close()
     return line
+
+
+def _pair(torch_engine: Any, engine: Any, image: Any, rounds: int,
+          embeddings: dict[str, Any]) -> Any:
+    """Encodes of torch and ``engine`` interleaved (``runtime``'s embedding kept)."""
+    return interleaved({"torch": lambda: torch_engine.embed(image),
+                        "runtime": lambda: embeddings.__setitem__("runtime",
+                                                                  engine.embed(image))},
+                       rounds, warmup=1)
 
 
 def _rss_mb() -> float:
@@ -120,7 +150,7 @@ def rss(name: str, runtime: str) -> dict[str, Any]:
     from samdesk.inference.runtimes import onnx_encoder
 
     arena = runtime.endswith("+arena")
-    onnx_encoder.MEMORY_ARENA = arena
+    onnx_encoder.MEMORY_ARENA = arena  # OpenVINO: compiled models from the cache
     runtime = runtime.removesuffix("+arena")
     image = _image()
     before = _rss_mb()
@@ -144,6 +174,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--arena", action="store_true",
                         help="also time and measure sessions with ONNX Runtime's CPU arena")
+    parser.add_argument("--runtimes", help="comma-separated (default: every one available)")
     parser.add_argument("--rss", nargs=2, metavar=("MODEL", "RUNTIME"),
                         help="(internal) one RSS reading in this process")
     args = parser.parse_args()
@@ -151,9 +182,13 @@ def main() -> None:
     if args.rss:
         print(json.dumps(rss(*args.rss)), flush=True)
         return
+    from samdesk.inference.runtimes import available
+
+    chosen = tuple(args.runtimes.split(",")) if args.runtimes else tuple(available())
     for name in args.models.split(","):
-        print(json.dumps(compare(name, args.rounds, args.arena)), flush=True)
-        runtimes = ("torch", "onnx", "onnx-int8", *(("onnx+arena",) if args.arena else ()))
+        print(json.dumps(compare(name, args.rounds, args.arena, chosen)), flush=True)
+        runtimes = ("torch", *(r for r in chosen if r != "torch"),
+                    *(("onnx+arena",) if args.arena else ()))
         for runtime in runtimes:
             subprocess.run([sys.executable, __file__, "--rss", name, runtime], check=True)
 
