@@ -109,6 +109,7 @@ def compare(name: str, rounds: int, arena: bool, runtimes: tuple[str, ...] | Non
         embeddings: dict[str, Any] = {}
         timings = _pair(torch_engine, engine, image, rounds, embeddings)
         torch_ms.append(timings.median_ms("torch"))
+        line[f"{key}_torch_ms"] = round(torch_ms[-1], 1)  # torch's, in the same rounds
         line[f"{key}_ms"] = round(timings.median_ms("runtime"), 1)
         line[f"{key}_ratio"] = round(timings.median_ms("runtime") / timings.median_ms("torch"),
                                      3)
