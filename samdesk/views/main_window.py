@@ -37,7 +37,7 @@ from samdesk.views.model_dialog import (
     load_choice,
     save_choice,
 )
-from samdesk.views.qtutil import add_error_sink, guard, guarded
+from samdesk.views.qtutil import add_error_sink, guard, guarded, report_slot_error
 from samdesk.views.runtime_combo import runtime_shown
 from samdesk.views.session import Session
 from samdesk.views.status import StatusBar
@@ -277,15 +277,19 @@ class MainWindow(QMainWindow):
             self.canvas.centerOn(x, y)
 
     def close_project(self) -> None:
-        self._save_view()
-        self.track_controls.detach()
-        if self.session is not None:
-            self.session.close()
-            self.session.deleteLater()
-            self.session = None
-        if self.project is not None:
-            self.project.close()
-            self.project = None
+        try:
+            self._save_view()
+            self.track_controls.detach()
+            if self.session is not None:
+                session, self.session = self.session, None
+                try:
+                    session.close()
+                finally:
+                    session.deleteLater()
+        finally:  # the project's lock is given back whatever failed above
+            if self.project is not None:
+                project, self.project = self.project, None
+                project.close()
 
     def open_image(self, image_id: int) -> None:
         if self.session is not None:
@@ -485,13 +489,26 @@ class MainWindow(QMainWindow):
         self._fill_recent()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt name)
+        # Every step runs even when one before it fails, and nothing may escape: an
+        # exception out of a Python closeEvent crashed shiboken 6.11 while it printed it.
+        # The window is going: a failure is one line on stderr (and the log), no box.
+        self._remove_sink()
+        for context, step in (("stop background jobs", self._stop_jobs),
+                              ("save the window layout", self._save_layout),
+                              ("close the project", self.close_project),
+                              ("stop the inference worker", self.client.stop)):
+            try:
+                step()
+            except Exception as exc:
+                report_slot_error(exc, f"closing: {context}")
+        super().closeEvent(event)
+
+    def _stop_jobs(self) -> None:
         for job in list(self.jobs):
             job.cancel()
             job.wait()
+
+    def _save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         self.settings.sync()
-        self.close_project()
-        self.client.stop()
-        self._remove_sink()
-        super().closeEvent(event)

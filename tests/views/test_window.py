@@ -356,3 +356,24 @@ def test_status_bar_names_the_device_the_model_really_runs_on(qtbot, settings, f
     qtbot.waitUntil(lambda: "loading" not in window.status.model.text(), timeout=20_000)
     assert window.status.model.text() == "Model: grabcut · cpu"
     window.close()
+
+
+def test_a_step_of_closing_that_fails_is_one_line_and_the_rest_still_runs(
+        qtbot, settings: QSettings, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception out of closeEvent reached shiboken, which crashed printing it
+    (a segfault when a window closed). Now each step is guarded: the failure is one
+    line, the project's lock is given back and the worker's thread ends."""
+    window = make_window(qtbot, settings, folder)
+    client = window.client
+
+    def broken() -> None:
+        raise RuntimeError("the session would not close")
+
+    window.session.close = broken  # type: ignore[method-assign]
+    window.close()
+    assert window.project is None and window.session is None
+    assert not client.running
+    err = capsys.readouterr().err
+    assert "the session would not close" in err and len(err.strip().splitlines()) == 1
+    with Project.open(folder) as again:  # the lock was given back
+        assert len(again.images()) == len(CENTRES)
