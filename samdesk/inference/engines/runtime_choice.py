@@ -188,6 +188,9 @@ def _load_auto(name: str, checkpoint: Path, device: str, spec: Any,
             reference = _load(name, checkpoint, device, TORCH, None)
         known[runtime] = probe(reference, engine, runtime, progress)
         _record(folder, known[runtime])
+        if runtime != candidates[-1] or _best(known) != runtime:
+            engine.close()  # one candidate alive at a time (ViT-B: GBs each): the chosen
+            continue  # one loads again from its cache in seconds
         loaded[runtime] = engine
     best = _best(known)
     engine = loaded.pop(best, None) if best else None
