@@ -75,18 +75,23 @@ def registered_test_model(family: str, config: str, name: str | None = None
     """Register a test ModelSpec of ``family`` (``sam``/``sam2``) while in the block.
 
     ``config`` is the family's config (a ``SAM_ARCHS`` key or a hydra config
-    name). The spec is removed from ``registry.MODELS`` on exit.
+    name). On exit the name is removed from ``registry.MODELS``, or given back the
+    spec it had before (a session fixture's registered under the same name).
     """
     if family == "sam" and config == TINY_SAM:
         ensure_tiny_sam_arch()
     name = name or f"test_{family}_{Path(config).stem}".replace(".", "_")
     spec = ModelSpec(name=name, family=family, kind=SEGMENTER, title=f"test {family} {config}",
                      config=config, filename=f"{name}.pt")
+    previous = registry.MODELS.get(name)  # a session fixture may hold the same name
     registry.MODELS[name] = spec
     try:
         yield spec
     finally:
-        registry.MODELS.pop(name, None)
+        if previous is None:
+            registry.MODELS.pop(name, None)
+        else:
+            registry.MODELS[name] = previous
 
 
 def textured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
