@@ -30,9 +30,10 @@ Errors: :class:`QueueFull` (503 with ``retry_after``), :class:`UnknownImage`
 (404), :class:`ModelUnavailable` (404), and the engines' ``EngineError``.
 
 Scheduling: decodes first, then encodes in order. An encode with
-``embed_steps`` (SAM, SAM 2) runs one encoder block at a time and every
-decode waiting is answered between blocks, so a click on an embedded image
-waits for one block of another client's encode, never the whole encode. At
+``embed_steps`` (SAM, SAM 2) runs one encoder chunk at a time (half a block:
+its attention, then its MLP) and every decode waiting is answered between
+chunks, so a click on an embedded image waits for one chunk of another
+client's encode, never the whole encode. At
 most ``settings.max_queue`` jobs wait; one more raises :class:`QueueFull`.
 Models load on first use (on this thread) and are unloaded after
 ``settings.idle_unload_s`` without use.

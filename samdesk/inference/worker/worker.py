@@ -18,7 +18,7 @@ prediction or focus drops the candidates not yet upsampled.
 An encode job runs an engine's ``embed_steps`` (SAM, SAM 2) chunk by chunk;
 between chunks the worker runs the predictions and text detections whose
 embedding is at hand (:meth:`RequestQueue.take_ready`), so a click on an
-encoded image waits for one encoder block, not a whole background encode.
+encoded image waits for one encoder chunk (half a block), not a whole background encode.
 Model changes, other encodes and candidate upsampling wait for the encode to
 end. Prefetch encodes start only once the person has not clicked or changed
 image for :data:`PREFETCH_SETTLE_S`.
